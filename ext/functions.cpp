@@ -1,0 +1,266 @@
+// The function adapters: each checks its arguments, calls the RunStore and
+// sets the result. dispatch() is the only entry from SQLite; it catches every
+// exception, so none crosses into SQLite, and turns an Error into
+// "name(): message" with the Error's result code.
+#include "functions.h"
+
+#include <charconv>
+#include <cmath>
+#include <new>
+#include <string>
+
+#include "version.h"
+
+namespace runs {
+namespace {
+
+// Longest accepted texts, in bytes.
+constexpr std::size_t kMaxNameBytes = 1024;             // scope, triggered_by, key, step
+constexpr std::size_t kMaxMessageBytes = 1024 * 1024;  // error_message
+
+struct Registration {
+  const FunctionSpec* spec;
+  std::shared_ptr<RunStore> store;
+};
+
+const char* type_name(sqlite3_value* value) {
+  switch (sqlite3_value_type(value)) {
+    case SQLITE_INTEGER:
+      return "integer";
+    case SQLITE_FLOAT:
+      return "real";
+    case SQLITE_TEXT:
+      return "text";
+    case SQLITE_BLOB:
+      return "blob";
+    default:
+      return "NULL";
+  }
+}
+
+}  // namespace
+
+// One call of a SQL function: its arguments, checked on the way in, and its
+// result.
+class Call {
+ public:
+  Call(sqlite3_context* ctx, int argc, sqlite3_value** argv, RunStore& store) noexcept
+      : ctx_(ctx), argc_(argc), argv_(argv), store_(store) {}
+
+  int argc() const noexcept { return argc_; }
+  RunStore& store() noexcept { return store_; }
+  bool is_null(int i) const noexcept { return sqlite3_value_type(argv_[i]) == SQLITE_NULL; }
+
+  enum class Empty { kRefused, kAllowed };
+
+  // Argument i as text of at most max_bytes bytes.
+  std::string_view text(int i, const char* name, Empty empty,
+                        std::size_t max_bytes = kMaxNameBytes) const {
+    sqlite3_value* value = argv_[i];
+    if (sqlite3_value_type(value) != SQLITE_TEXT) {
+      throw Error(SQLITE_ERROR,
+                  std::string(name) + " must be text, got " + type_name(value));
+    }
+    const auto* data = reinterpret_cast<const char*>(sqlite3_value_text(value));
+    if (data == nullptr) throw std::bad_alloc();
+    const auto size = static_cast<std::size_t>(sqlite3_value_bytes(value));
+    if (size == 0 && empty == Empty::kRefused) {
+      throw Error(SQLITE_ERROR, std::string(name) + " must not be empty");
+    }
+    if (size > max_bytes) {
+      throw Error(SQLITE_TOOBIG, std::string(name) + " is too long (" + std::to_string(size) +
+                                     " bytes, at most " + std::to_string(max_bytes) + ")");
+    }
+    return {data, size};
+  }
+
+  // Argument i as an integer. A REAL with an integral value is accepted too:
+  // JavaScript drivers bind every number as REAL.
+  sqlite3_int64 integer(int i, const char* name) const {
+    sqlite3_value* value = argv_[i];
+    switch (sqlite3_value_type(value)) {
+      case SQLITE_INTEGER:
+        return sqlite3_value_int64(value);
+      case SQLITE_FLOAT: {
+        const double real = sqlite3_value_double(value);
+        // 2^63 is exact as a double; every integral double below it fits.
+        if (std::trunc(real) == real && real >= -9223372036854775808.0 &&
+            real < 9223372036854775808.0) {
+          return static_cast<sqlite3_int64>(real);
+        }
+        char shortest[32];
+        const auto end = std::to_chars(shortest, shortest + sizeof shortest, real).ptr;
+        throw Error(SQLITE_ERROR, std::string(name) + " must be an integer, got real " +
+                                      std::string(shortest, end));
+      }
+      default:
+        throw Error(SQLITE_ERROR,
+                    std::string(name) + " must be an integer, got " + type_name(value));
+    }
+  }
+
+  sqlite3_int64 count(int i, const char* name) const {
+    const sqlite3_int64 n = integer(i, name);
+    if (n < 0) {
+      throw Error(SQLITE_ERROR,
+                  std::string(name) + " must not be negative, got " + std::to_string(n));
+    }
+    return n;
+  }
+
+  void result(sqlite3_int64 value) noexcept { sqlite3_result_int64(ctx_, value); }
+  void result(std::optional<sqlite3_int64> value) noexcept {
+    if (value) {
+      sqlite3_result_int64(ctx_, *value);
+    } else {
+      sqlite3_result_null(ctx_);
+    }
+  }
+  void result(const std::optional<std::string>& text) noexcept {
+    if (text) {
+      sqlite3_result_text(ctx_, text->data(), static_cast<int>(text->size()), SQLITE_TRANSIENT);
+    } else {
+      sqlite3_result_null(ctx_);
+    }
+  }
+  void result(const char* static_text) noexcept {
+    sqlite3_result_text(ctx_, static_text, -1, SQLITE_STATIC);
+  }
+  void result(Transition transition) noexcept {
+    switch (transition) {
+      case Transition::kUpdated:
+        return result("updated");
+      case Transition::kNotFound:
+        return result("not_found");
+      case Transition::kNotInExpectedState:
+        return result("not_in_expected_state");
+    }
+  }
+
+ private:
+  sqlite3_context* ctx_;
+  int argc_;
+  sqlite3_value** argv_;
+  RunStore& store_;
+};
+
+namespace {
+
+using Empty = Call::Empty;
+
+void start_run(Call& call) {
+  const auto scope = call.text(0, "scope", Empty::kRefused);
+  const auto triggered_by =
+      call.argc() > 1 ? call.text(1, "triggered_by", Empty::kRefused) : "api";
+  const auto key = call.argc() > 2 ? call.text(2, "concurrency_key", Empty::kAllowed) : "";
+  call.result(call.store().start_run(scope, triggered_by, key));
+}
+
+void active_run(Call& call) {
+  const auto key = call.argc() > 0 ? call.text(0, "concurrency_key", Empty::kAllowed) : "";
+  call.result(call.store().active_run(key));
+}
+
+void mark_run_running(Call& call) {
+  call.result(call.store().mark_running(call.integer(0, "id")));
+}
+
+void complete_run(Call& call) { call.result(call.store().complete(call.integer(0, "id"))); }
+
+void fail_run(Call& call) {
+  const auto id = call.integer(0, "id");
+  const auto message = call.text(1, "error_message", Empty::kAllowed, kMaxMessageBytes);
+  call.result(call.store().fail(id, message));
+}
+
+void cancel_run(Call& call) { call.result(call.store().cancel(call.integer(0, "id"))); }
+
+void update_run_progress(Call& call) {
+  const auto id = call.integer(0, "id");
+  Progress progress{call.count(1, "current"), call.count(2, "total"), std::nullopt};
+  if (progress.total > 0 && progress.current > progress.total) {
+    throw Error(SQLITE_ERROR, "current must not exceed total (" +
+                                     std::to_string(progress.current) + " > " +
+                                     std::to_string(progress.total) + ")");
+  }
+  if (!call.is_null(3)) progress.step = call.text(3, "current_step", Empty::kAllowed);
+  call.result(call.store().update_progress(id, progress));
+}
+
+void run_status(Call& call) { call.result(call.store().status(call.integer(0, "id"))); }
+
+void runs_migrate(Call& call) {
+  call.result(static_cast<sqlite3_int64>(call.store().migrate()));
+}
+
+void runs_version(Call& call) { call.result(SQLITE_RUNS_VERSION); }
+
+// Writes or reads run data: never from a trigger, view or schema default.
+constexpr int kDirectOnly = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+constexpr int kPure = SQLITE_UTF8 | SQLITE_INNOCUOUS | SQLITE_DETERMINISTIC;
+
+constexpr FunctionSpec kFunctions[] = {
+    {"start_run", 1, 3, kDirectOnly, start_run},
+    {"active_run", 0, 1, kDirectOnly, active_run},
+    {"mark_run_running", 1, 1, kDirectOnly, mark_run_running},
+    {"complete_run", 1, 1, kDirectOnly, complete_run},
+    {"fail_run", 2, 2, kDirectOnly, fail_run},
+    {"cancel_run", 1, 1, kDirectOnly, cancel_run},
+    {"update_run_progress", 4, 4, kDirectOnly, update_run_progress},
+    {"run_status", 1, 1, kDirectOnly, run_status},
+    {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
+    {"runs_version", 0, 0, kPure, runs_version},
+};
+
+// Sets the error result without allocating in C++: this runs inside catch
+// blocks, where a std::bad_alloc must not escape.
+void report(sqlite3_context* ctx, const char* function, const char* message, int code) noexcept {
+  char* text = sqlite3_mprintf("%s(): %s", function, message);
+  if (text == nullptr) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_error(ctx, text, -1);  // sets SQLITE_ERROR; the code comes after
+  sqlite3_free(text);
+  sqlite3_result_error_code(ctx, code);
+}
+
+void dispatch(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
+  const auto* registration = static_cast<const Registration*>(sqlite3_user_data(ctx));
+  const char* name = registration->spec->name;
+  try {
+    Call call(ctx, argc, argv, *registration->store);
+    registration->spec->body(call);
+  } catch (const Error& error) {
+    report(ctx, name, error.what(), error.code());
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  } catch (const std::exception& error) {
+    report(ctx, name, error.what(), SQLITE_INTERNAL);
+  } catch (...) {
+    report(ctx, name, "unexpected internal error", SQLITE_INTERNAL);
+  }
+}
+
+void destroy_registration(void* registration) noexcept {
+  delete static_cast<Registration*>(registration);
+}
+
+}  // namespace
+
+std::span<const FunctionSpec> function_specs() { return kFunctions; }
+
+int register_function(sqlite3* db, const FunctionSpec& spec,
+                      const std::shared_ptr<RunStore>& store) {
+  for (int args = spec.min_args; args <= spec.max_args; ++args) {
+    auto* registration = new (std::nothrow) Registration{&spec, store};
+    if (registration == nullptr) return SQLITE_NOMEM;
+    // On failure SQLite calls destroy_registration itself.
+    const int rc = sqlite3_create_function_v2(db, spec.name, args, spec.flags, registration,
+                                              dispatch, nullptr, nullptr, destroy_registration);
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace runs

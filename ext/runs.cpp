@@ -1,0 +1,93 @@
+/*
+** sqlite-runs: at most one active run per key, enforced by SQLite itself.
+**
+** Load it and migrate the database once:
+**
+**   .load ./build/runs                      -- sqlite3 shell; or load_extension()
+**   SELECT runs_migrate();                  -- 2: schema version reached
+**
+** Then run the lifecycle in SQL, each call a statement of its own:
+**
+**   SELECT start_run('full');               -- 1: id of the new pending run
+**   SELECT start_run('full');               -- error: run 1 is already active ...
+**   SELECT active_run();                    -- 1
+**   SELECT mark_run_running(1);             -- 'updated'
+**   SELECT update_run_progress(1, 5, 10, 'extract');
+**   SELECT complete_run(1);                 -- 'updated'
+**   SELECT run_status(1);                   -- 'completed'
+**
+** Functions (docs/functions/ has a page for each):
+**
+**   start_run(scope [, triggered_by [, concurrency_key]])  -> id
+**       In one BEGIN IMMEDIATE transaction of its own: refuses with
+**       SQLITE_CONSTRAINT when the key already has an active (pending or
+**       running) run, else inserts a pending run and commits. Must be a
+**       statement of its own: not inside BEGIN ... COMMIT, not with FROM.
+**   active_run([concurrency_key])            -> id or NULL
+**   mark_run_running(id)                     pending -> running
+**   complete_run(id)                         running -> completed
+**   fail_run(id, error_message)              pending/running -> failed
+**   cancel_run(id)                           pending/running -> cancelled
+**   update_run_progress(id, current, total, current_step)   while active
+**       Each returns 'updated', 'not_found' or 'not_in_expected_state'.
+**   run_status(id)                           -> status or NULL
+**   runs_migrate()                           -> schema version
+**   runs_version()                           -> 'vX.Y.Z'
+**
+** Every function but runs_version() is SQLITE_DIRECTONLY: a trigger, view or
+** other schema object cannot call it. Errors name the function and say what
+** to do; a failed call leaves the connection in autocommit, nothing written.
+**
+** The code, top down: this file (entry point and registration),
+** functions.cpp (argument checks and results), run_store.cpp (every SQL
+** statement), statement.h / transaction.h / statement_cache.h (RAII over the
+** C API), close_hook.cpp (frees the cached statements at sqlite3_close()).
+*/
+#include <memory>
+#include <new>
+
+#include "close_hook.h"
+#include "functions.h"
+#include "host_version.h"
+#include "sqlite.h"
+
+SQLITE_EXTENSION_INIT1
+
+namespace {
+
+int set_load_error(char** error_message, const char* text, int rc) {
+  if (error_message != nullptr) *error_message = sqlite3_mprintf("%s", text);
+  return rc;
+}
+
+int register_all(sqlite3* db, char** error_message) {
+  if (const auto problem =
+          runs::host_version_problem(sqlite3_libversion_number(), sqlite3_libversion())) {
+    return set_load_error(error_message, problem->c_str(), SQLITE_ERROR);
+  }
+  const auto store = std::make_shared<runs::RunStore>(db);
+  // The close hook shares ownership of the store, through its cache.
+  int rc = runs::register_close_hook(db, std::shared_ptr<runs::StatementCache>(store, &store->statements()));
+  for (const runs::FunctionSpec& spec : runs::function_specs()) {
+    if (rc != SQLITE_OK) break;
+    rc = runs::register_function(db, spec, store);
+  }
+  if (rc != SQLITE_OK) {
+    return set_load_error(error_message, sqlite3_errstr(rc), rc);
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) int sqlite3_runs_init(
+    sqlite3* db, char** error_message, const sqlite3_api_routines* api) {
+  SQLITE_EXTENSION_INIT2(api);
+  try {
+    return register_all(db, error_message);
+  } catch (const std::bad_alloc&) {
+    return SQLITE_NOMEM;
+  } catch (...) {
+    return set_load_error(error_message, "sqlite-runs: unexpected error while loading", SQLITE_ERROR);
+  }
+}

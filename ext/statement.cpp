@@ -1,0 +1,85 @@
+#include "statement.h"
+
+#include <limits>
+
+namespace runs {
+
+Error last_error(sqlite3* db, int rc) {
+  const int code = sqlite3_extended_errcode(db);
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+      return Error(code,
+                   "the database is locked by another writer and busy_timeout ran out: "
+                   "retry, or give the connection a longer busy_timeout");
+    case SQLITE_READONLY:
+      return Error(code, "the database is read-only: open it read-write to change runs");
+    default:
+      return Error(code, sqlite3_errmsg(db));
+  }
+}
+
+Statement::Statement(sqlite3* db, std::string_view sql, unsigned prepare_flags) : db_(db) {
+  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), prepare_flags,
+                                    &stmt_, nullptr);
+  if (rc != SQLITE_OK) {
+    Error error = last_error(db, rc);
+    sqlite3_finalize(stmt_);
+    throw error;
+  }
+}
+
+Statement::~Statement() { sqlite3_finalize(stmt_); }
+
+Query::~Query() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+Query& Query::bind(int index, sqlite3_int64 value) {
+  const int rc = sqlite3_bind_int64(stmt_, index, value);
+  if (rc != SQLITE_OK) throw last_error(db_, rc);
+  return *this;
+}
+
+Query& Query::bind(int index, std::string_view text) {
+  // Argument lengths are checked long before this limit.
+  if (text.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw Error(SQLITE_TOOBIG, "text too long to bind");
+  }
+  const int rc = sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
+                                   SQLITE_STATIC);
+  if (rc != SQLITE_OK) throw last_error(db_, rc);
+  return *this;
+}
+
+Query& Query::bind_null(int index) {
+  const int rc = sqlite3_bind_null(stmt_, index);
+  if (rc != SQLITE_OK) throw last_error(db_, rc);
+  return *this;
+}
+
+bool Query::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  throw last_error(db_, rc);
+}
+
+void Query::run() {
+  while (step()) {
+  }
+}
+
+bool Query::is_null(int column) const noexcept {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+sqlite3_int64 Query::int64(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
+
+std::string Query::text(int column) const {
+  const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+  if (data == nullptr) return {};
+  return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+}
+
+}  // namespace runs

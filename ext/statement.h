@@ -1,0 +1,64 @@
+// runs::Statement and runs::Query: RAII over sqlite3_stmt.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "error.h"
+#include "sqlite.h"
+
+namespace runs {
+
+// Owns one prepared statement and finalizes it. Cached statements are
+// prepared with SQLITE_PREPARE_PERSISTENT; SQLite re-prepares them by itself
+// after a schema change.
+class Statement {
+ public:
+  // Throws Error when SQLite cannot prepare `sql` (e.g. no such table).
+  Statement(sqlite3* db, std::string_view sql, unsigned prepare_flags = 0);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  sqlite3* db() const noexcept { return db_; }
+  sqlite3_stmt* handle() const noexcept { return stmt_; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// One execution of a Statement: bind, step, read columns. On scope exit it
+// resets the statement and clears its bindings, so a cached statement never
+// keeps a read lock open (COMMIT would fail) or points at a freed argument.
+class Query {
+ public:
+  explicit Query(Statement& statement) noexcept : stmt_(statement.handle()), db_(statement.db()) {}
+  ~Query();
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+
+  Query& bind(int index, sqlite3_int64 value);
+  // Binds without copying: `text` must outlive this Query.
+  Query& bind(int index, std::string_view text);
+  Query& bind_null(int index);
+
+  // True while a row is available; false once the statement is done.
+  bool step();
+  // Steps a statement that returns no rows (BEGIN, UPDATE, ...) to the end.
+  void run();
+
+  bool is_null(int column) const noexcept;
+  sqlite3_int64 int64(int column) const noexcept;
+  std::string text(int column) const;
+
+ private:
+  sqlite3_stmt* stmt_;
+  sqlite3* db_;
+};
+
+// The connection's last error as an Error. Busy and read-only errors get
+// messages that say what happened and what to do; the rest keep SQLite's text.
+Error last_error(sqlite3* db, int rc);
+
+}  // namespace runs

@@ -1,0 +1,20 @@
+#include "statement_cache.h"
+
+#include "close_hook.h"
+
+namespace runs {
+
+Statement& StatementCache::get(std::size_t slot, std::string_view sql) {
+  std::unique_ptr<Statement>& statement = statements_.at(slot);
+  if (!statement) {
+    if (!hooked_) attach_close_hook(db_);
+    statement = std::make_unique<Statement>(db_, sql, SQLITE_PREPARE_PERSISTENT);
+  }
+  return *statement;
+}
+
+void StatementCache::clear() noexcept {
+  for (auto& statement : statements_) statement.reset();
+}
+
+}  // namespace runs

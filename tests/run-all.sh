@@ -1,0 +1,20 @@
+#!/bin/sh
+# Builds the extension and every test with g++ and with clang++ (both with
+# -Wall -Wextra -Wpedantic -Werror), then runs the whole suite through ctest
+# with each build. Usage: tests/run-all.sh   (from anywhere)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ ! -d tests/node/node_modules/better-sqlite3 ]; then
+  echo "tests/node needs better-sqlite3: run  npm install --prefix tests/node" >&2
+  exit 1
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+for compiler in g++ clang++; do
+  build="build/test-$compiler"
+  echo "== $compiler: build in $build"
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$build" -j "$jobs"
+  echo "== $compiler: tests"
+  ctest --test-dir "$build" --output-on-failure -j "$jobs"
+done
