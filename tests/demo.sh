@@ -1,0 +1,58 @@
+#!/bin/sh
+# Builds the extension and shows its main job in the sqlite3 shell: migrate a
+# fresh database, start a run, see a second start refused, then let several
+# processes race to start the same run, where exactly one wins.
+#   tests/demo.sh [PROCESSES]   (default 8)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+processes=${1:-8}
+cmake -S "$root" -B "$root/build" -DRUNS_BUILD_TESTS=OFF > /dev/null
+cmake --build "$root/build" -j "$(nproc 2>/dev/null || echo 2)" > /dev/null
+ext="$root/build/runs"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+db="$work/app.db"
+
+show() { printf '\n$ %s\n' "$1"; }
+
+show "sqlite3 app.db   # migrate, start a run, try a second one"
+sqlite3 -batch "$db" "PRAGMA journal_mode = WAL" > /dev/null
+sqlite3 -batch "$db" 2>&1 <<SQL || true
+.load $ext
+SELECT 'runs_migrate() -> ' || runs_migrate();
+SELECT 'start_run(''full'') -> ' || start_run('full');
+SELECT 'start_run(''full'') -> ' || start_run('full');
+SQL
+
+show "sqlite3 app.db   # finish it"
+sqlite3 -batch "$db" <<SQL
+.load $ext
+SELECT 'mark_run_running(1) -> ' || mark_run_running(1);
+SELECT 'complete_run(1) -> ' || complete_run(1);
+SELECT 'active_run() -> ' || coalesce(active_run(), 'NULL');
+SQL
+
+show "$processes processes run SELECT start_run('nightly-import') at the same time"
+i=0
+while [ "$i" -lt "$processes" ]; do
+  sqlite3 -batch "$db" ".load $ext" ".timeout 5000" \
+    "SELECT start_run('nightly-import', 'worker-$i')" > "$work/out.$i" 2> "$work/err.$i" &
+  i=$((i + 1))
+done
+wait
+winners=0
+i=0
+while [ "$i" -lt "$processes" ]; do
+  if [ -s "$work/out.$i" ]; then
+    winners=$((winners + 1))
+    echo "worker-$i: started run $(cat "$work/out.$i")"
+  else
+    echo "worker-$i: $(sed 's/^Error: stepping, //' "$work/err.$i")"
+  fi
+  i=$((i + 1))
+done
+echo "winners: $winners of $processes"
+
+show "SELECT id, scope, status, triggered_by FROM runs"
+sqlite3 -batch -header -column "$db" "SELECT id, scope, status, triggered_by FROM runs"
+[ "$winners" -eq 1 ]
