@@ -206,7 +206,9 @@ int RunStore::migrate() {
       std::string text = std::string("migration ") + migration.name + " failed: " +
                          (message != nullptr ? message : sqlite3_errstr(rc));
       sqlite3_free(message);
-      throw Error(rc, text);
+      // The guards in sql/ refuse with RAISE(), which SQLite reports as a
+      // constraint error; here it means the schema cannot be migrated.
+      throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);
     }
   }
   transaction.commit();
