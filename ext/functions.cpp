@@ -83,15 +83,17 @@ class Call {
         return sqlite3_value_int64(value);
       case SQLITE_FLOAT: {
         const double real = sqlite3_value_double(value);
-        // 2^63 is exact as a double; every integral double below it fits.
-        if (std::trunc(real) == real && real >= -9223372036854775808.0 &&
-            real < 9223372036854775808.0) {
-          return static_cast<sqlite3_int64>(real);
-        }
         char shortest[32];
         const auto end = std::to_chars(shortest, shortest + sizeof shortest, real).ptr;
-        throw Error(SQLITE_ERROR, std::string(name) + " must be an integer, got real " +
-                                      std::string(shortest, end));
+        const std::string shown(shortest, end);
+        if (std::trunc(real) != real) {
+          throw Error(SQLITE_ERROR, std::string(name) + " must be an integer, got real " + shown);
+        }
+        // 2^63 is exact as a double; every integral double below it fits.
+        if (real < -9223372036854775808.0 || real >= 9223372036854775808.0) {
+          throw Error(SQLITE_ERROR, std::string(name) + " is out of the 64-bit integer range, got real " + shown);
+        }
+        return static_cast<sqlite3_int64>(real);
       }
       default:
         throw Error(SQLITE_ERROR,

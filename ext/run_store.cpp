@@ -5,26 +5,11 @@
 
 namespace runs {
 
-// Every statement the functions run, one slot of the cache each. Timestamps
-// are UTC ISO-8601 text with milliseconds, so they sort as text. Each
-// active-run lookup spells status IN ('pending', 'running') exactly as the
-// partial index runs_one_active does: only then does the planner use it.
-enum RunStore::Sql : std::size_t {
-  kBegin,
-  kCommit,
-  kRollback,
-  kActiveRun,
-  kActiveRunDetails,
-  kInsertRun,
-  kMarkRunning,
-  kComplete,
-  kFail,
-  kCancel,
-  kProgress,
-  kStatus,
-  kSqlCount,
-};
-
+// Every statement the functions run, one slot of the cache each (RunStore::Sql
+// names them). Timestamps are UTC ISO-8601 text with milliseconds, so they
+// sort as text. Each active-run lookup spells status IN ('pending', 'running')
+// exactly as the partial index runs_one_active does: only then does the
+// planner use it.
 namespace {
 
 constexpr const char* kSqlText[] = {
@@ -75,11 +60,10 @@ std::string quoted(std::string_view text) {
 Statement& RunStore::statement(Sql sql) {
   static_assert(std::size(kSqlText) == kSqlCount);
   static_assert(kSqlCount <= StatementCache::kCapacity);
-  try {
-    return statements_.get(sql, kSqlText[sql]);
-  } catch (const Error&) {
-    // Preparing fails when the schema is missing or older than the SQL above:
-    // say how to fix that rather than "no such table".
+  if (sql >= kFirstRunSql && !schema_verified_) {
+    // Once per connection, before the first statement that touches runs: a
+    // database that was never migrated, or only in part, gets told how to fix
+    // it rather than "no such table" or a run written without its guarantee.
     const int version = schema_version();
     if (version < kRequiredSchemaVersion) {
       throw Error(SQLITE_ERROR,
@@ -90,8 +74,9 @@ Statement& RunStore::statement(Sql sql) {
                                      std::to_string(kRequiredSchemaVersion) +
                                      ": run SELECT runs_migrate() first");
     }
-    throw;
+    schema_verified_ = true;
   }
+  return statements_.get(sql, kSqlText[sql]);
 }
 
 int RunStore::schema_version() {
@@ -108,9 +93,7 @@ int RunStore::schema_version() {
 sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view triggered_by,
                                   std::string_view key) {
   Transaction::require_standalone(db_);
-  if (sqlite3_db_readonly(db_, "main") == 1) {
-    throw Error(SQLITE_READONLY, "the database is read-only: open it read-write to start a run");
-  }
+  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   {
     Query active(statement(kActiveRunDetails));
@@ -125,11 +108,8 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
       throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
     }
   }
-  // The caller's last_insert_rowid() is theirs: the new id is the result.
-  const sqlite3_int64 callers_rowid = sqlite3_last_insert_rowid(db_);
   Query(statement(kInsertRun)).bind(1, scope).bind(2, triggered_by).bind(3, key).run();
   const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
-  sqlite3_set_last_insert_rowid(db_, callers_rowid);
   transaction.commit();
   return id;
 }
@@ -187,9 +167,7 @@ std::optional<std::string> RunStore::status(sqlite3_int64 id) {
 
 int RunStore::migrate() {
   Transaction::require_standalone(db_);
-  if (sqlite3_db_readonly(db_, "main") == 1) {
-    throw Error(SQLITE_READONLY, "the database is read-only: open it read-write to migrate it");
-  }
+  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   const int current = schema_version();
   const int latest = migrations().back().version;

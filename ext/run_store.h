@@ -47,15 +47,33 @@ class RunStore {
   StatementCache& statements() noexcept { return statements_; }
 
  private:
-  enum Sql : std::size_t;
+  // The statements of run_store.cpp, by slot in the statement cache.
+  enum Sql : std::size_t {
+    kBegin,
+    kCommit,
+    kRollback,
+    kActiveRun,  // the first statement that needs the runs schema
+    kActiveRunDetails,
+    kInsertRun,
+    kMarkRunning,
+    kComplete,
+    kFail,
+    kCancel,
+    kProgress,
+    kStatus,
+    kSqlCount,
+    kFirstRunSql = kActiveRun,
+  };
   Statement& statement(Sql sql);
   // What the guarded UPDATE just run on run `id` did.
   Transition outcome(sqlite3_int64 id);
   // The highest version in runs_schema_migrations; 0 when it does not exist.
+  // Prepared anew on each call: it runs once per connection, and in migrate().
   int schema_version();
 
   sqlite3* db_;
   StatementCache statements_;
+  bool schema_verified_ = false;
 };
 
 }  // namespace runs

@@ -4,15 +4,24 @@
 
 namespace runs {
 
+Error read_only_error(int code) {
+  return Error(code, "the database is read-only: open it read-write to change runs");
+}
+
 Error last_error(sqlite3* db, int rc) {
   const int code = sqlite3_extended_errcode(db);
+  if (code == SQLITE_BUSY_SNAPSHOT) {
+    return Error(code,
+                 "the database changed since this transaction began reading, so it cannot "
+                 "write: roll back and retry, or begin the transaction with BEGIN IMMEDIATE");
+  }
   switch (rc & 0xff) {
     case SQLITE_BUSY:
       return Error(code,
                    "the database is locked by another writer and busy_timeout ran out: "
                    "retry, or give the connection a longer busy_timeout");
     case SQLITE_READONLY:
-      return Error(code, "the database is read-only: open it read-write to change runs");
+      return read_only_error(code);
     default:
       return Error(code, sqlite3_errmsg(db));
   }

@@ -61,4 +61,8 @@ class Query {
 // messages that say what happened and what to do; the rest keep SQLite's text.
 Error last_error(sqlite3* db, int rc);
 
+// What a write to a read-only database (file, connection or PRAGMA
+// query_only) reports, whichever check finds it.
+Error read_only_error(int code);
+
 }  // namespace runs

@@ -23,12 +23,13 @@ void Transaction::require_standalone(sqlite3* db) {
 }
 
 Transaction::Transaction(sqlite3* db, Statement& begin, Statement& commit, Statement& rollback)
-    : db_(db), commit_(commit), rollback_(rollback) {
+    : db_(db), callers_rowid_(sqlite3_last_insert_rowid(db)), commit_(commit), rollback_(rollback) {
   Query(begin).run();
   open_ = true;
 }
 
 Transaction::~Transaction() {
+  sqlite3_set_last_insert_rowid(db_, callers_rowid_);
   // A statement that failed with ROLLBACK semantics may have ended the
   // transaction already; ROLLBACK with none open would be an error.
   if (!open_ || sqlite3_get_autocommit(db_)) return;

@@ -8,7 +8,9 @@ namespace runs {
 // Takes the database's write lock on construction (BEGIN IMMEDIATE, waiting as
 // long as the connection's busy handler allows) and rolls back on destruction
 // unless commit() succeeded, so a function that fails anywhere leaves the
-// connection in autocommit with nothing half-written.
+// connection in autocommit with nothing half-written. The caller's
+// last_insert_rowid() is restored on destruction: the function's own inserts
+// are not the caller's.
 class Transaction {
  public:
   // The three statements are prepared before the lock is taken, so the
@@ -27,6 +29,7 @@ class Transaction {
 
  private:
   sqlite3* db_;
+  sqlite3_int64 callers_rowid_;
   Statement& commit_;
   Statement& rollback_;
   bool open_ = false;

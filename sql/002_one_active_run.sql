@@ -12,6 +12,8 @@
 --
 -- Apply after 001, with `SELECT runs_migrate()`, a migration tool, or by hand:
 --   sqlite3 -bail app.db < sql/002_one_active_run.sql
+-- Re-applying it rolls it back whole. Use -bail: the shell goes on after an
+-- error, so a file applied out of order would run its later statements alone.
 SAVEPOINT runs_migration_002;
 
 CREATE TEMP TRIGGER runs_migration_002_check BEFORE INSERT ON runs_schema_migrations

@@ -1,0 +1,356 @@
+// runs_migrate() and the sql/ files: the schema, idempotence, the repair of
+// duplicate active runs, refusals that change nothing.
+#include "unit_helpers.h"
+
+namespace {
+
+using namespace runs_test;
+
+const std::string kRunsSql =
+    "CREATE TABLE runs (\n"
+    "  id               INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  scope            TEXT NOT NULL,\n"
+    "  status           TEXT NOT NULL DEFAULT 'pending',\n"
+    "  started_at       TEXT,\n"
+    "  finished_at      TEXT,\n"
+    "  triggered_by     TEXT NOT NULL DEFAULT 'api',\n"
+    "  error_message    TEXT,\n"
+    "  progress_current INTEGER DEFAULT 0,\n"
+    "  progress_total   INTEGER DEFAULT 0,\n"
+    "  current_step     TEXT,\n"
+    "  created_at       TEXT NOT NULL\n"
+    ", concurrency_key TEXT NOT NULL DEFAULT '')";
+const std::string kIndexSql =
+    "CREATE UNIQUE INDEX runs_one_active ON runs (concurrency_key)\n"
+    " WHERE status IN ('pending', 'running')";
+const std::string kMigrationsSql =
+    "CREATE TABLE runs_schema_migrations (\n"
+    "  version    INTEGER PRIMARY KEY,\n"
+    "  name       TEXT NOT NULL,\n"
+    "  applied_at TEXT NOT NULL\n"
+    ")";
+
+// GenGlossary's run table: the 11 columns, no concurrency_key.
+const std::string kGenGlossaryRuns =
+    "CREATE TABLE runs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " scope TEXT NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'pending',"
+    " started_at TEXT,"
+    " finished_at TEXT,"
+    " triggered_by TEXT NOT NULL DEFAULT 'api',"
+    " error_message TEXT,"
+    " progress_current INTEGER DEFAULT 0,"
+    " progress_total INTEGER DEFAULT 0,"
+    " current_step TEXT,"
+    " created_at TEXT NOT NULL)";
+
+const char* const kColumns[] = {"id",           "scope",         "status",           "started_at",
+                                "finished_at",  "triggered_by",  "error_message",    "progress_current",
+                                "progress_total", "current_step", "created_at"};
+
+TEST(Migrations, FreshDatabaseReachesVersion2WithTheExactSchema) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT typeof(runs_migrate())"), "integer");
+  EXPECT_EQ(schema(db),
+            (Rows{{"index", "runs_one_active", "runs", kIndexSql},
+                  {"table", "runs", "runs", kRunsSql},
+                  {"table", "runs_schema_migrations", "runs_schema_migrations", kMigrationsSql},
+                  {"table", "sqlite_sequence", "sqlite_sequence", "CREATE TABLE sqlite_sequence(name,seq)"}}));
+  EXPECT_EQ(rows(db, "SELECT version, name, applied_at GLOB " + kIsoGlob +
+                         " FROM runs_schema_migrations ORDER BY version"),
+            (Rows{{"1", "001_create_runs", "1"}, {"2", "002_one_active_run", "1"}}));
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_temp_schema"), "0");  // temp triggers dropped
+  EXPECT_EQ(count(db, "runs"), "0");
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+}
+
+TEST(Migrations, ReturnsTwo) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+}
+
+TEST(Migrations, IsIdempotent) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(count(db, "runs_schema_migrations"), "2");
+  EXPECT_EQ(dump(db), before);
+}
+
+TEST(Migrations, TheSqlFilesByHandGiveTheSameSchema) {
+  TestDb by_function;
+  EXPECT_EQ(by_function.value("SELECT runs_migrate()"), "2");
+  TestDb by_hand;
+  const ExecResult first = exec_script(by_hand, migration_sql(1));
+  ASSERT_EQ(first.rc, SQLITE_OK) << first.message;
+  const ExecResult second = exec_script(by_hand, migration_sql(2));
+  ASSERT_EQ(second.rc, SQLITE_OK) << second.message;
+  EXPECT_TRUE(sqlite3_get_autocommit(by_hand.get()));
+  EXPECT_EQ(schema(by_hand), schema(by_function));
+  EXPECT_EQ(rows(by_hand, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"),
+            rows(by_function, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"));
+  EXPECT_EQ(by_hand.value("SELECT count(*) FROM sqlite_temp_schema"), "0");
+  // The functions work on it, and runs_migrate() has nothing left to do.
+  EXPECT_EQ(by_hand.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(count(by_hand, "runs_schema_migrations"), "2");
+  EXPECT_EQ(by_hand.value("SELECT start_run('a')"), "1");
+}
+
+TEST(Migrations, RunsMigrateCompletesAHandAppliedVersion1) {
+  TestDb db;
+  ASSERT_EQ(exec_script(db, migration_sql(1)).rc, SQLITE_OK);
+  EXPECT_EQ(db.value("SELECT max(version) FROM runs_schema_migrations"), "1");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  TestDb fresh;
+  EXPECT_EQ(fresh.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(schema(db), schema(fresh));
+}
+
+TEST(Migrations, ReapplyingTheFilesAfterMigrateChangesNothing) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  const Rows before = dump(db);
+  const ExecResult first = exec_script(db, migration_sql(1));
+  EXPECT_EQ(first.rc & 0xff, SQLITE_CONSTRAINT);
+  EXPECT_EQ(first.extended, SQLITE_CONSTRAINT_PRIMARYKEY);
+  EXPECT_EQ(first.message, "UNIQUE constraint failed: runs_schema_migrations.version");
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+  EXPECT_EQ(dump(db), before);
+  const ExecResult second = exec_script(db, migration_sql(2));
+  EXPECT_EQ(second.rc & 0xff, SQLITE_CONSTRAINT);
+  EXPECT_EQ(second.extended, SQLITE_CONSTRAINT_PRIMARYKEY);
+  EXPECT_EQ(second.message, "UNIQUE constraint failed: runs_schema_migrations.version");
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+  EXPECT_EQ(dump(db), before);
+}
+
+TEST(Migrations, AdoptsAGenGlossaryTableAndRepairsDuplicateActiveRuns) {
+  TestDb db;
+  db.exec(kGenGlossaryRuns);
+  db.exec(
+      "INSERT INTO runs (id, scope, status, started_at, finished_at, triggered_by, error_message,"
+      " progress_current, progress_total, current_step, created_at) VALUES"
+      " (1, 'full', 'running', '2024-05-01T10:00:00.000Z', NULL, 'api', NULL, 3, 10, 'extract',"
+      "  '2024-05-01T09:59:00.000Z'),"
+      " (2, 'full', 'completed', '2024-04-01T10:00:00.000Z', '2024-04-01T11:00:00.000Z', 'cli',"
+      "  NULL, 10, 10, 'done', '2024-04-01T09:00:00.000Z'),"
+      " (3, 'partial', 'pending', NULL, NULL, 'api', NULL, 0, 0, NULL, '2024-05-02T00:00:00.000Z'),"
+      " (4, 'full', 'failed', '2024-04-02T10:00:00.000Z', '2024-04-02T10:05:00.000Z', 'api',"
+      "  'old failure', 1, 10, 'extract', '2024-04-02T09:00:00.000Z'),"
+      " (5, 'full', 'pending', NULL, NULL, 'scheduler', NULL, 0, 0, NULL, '2024-05-03T00:00:00.000Z')");
+  const Rows finished_before = rows(db, "SELECT * FROM runs WHERE id IN (2, 4) ORDER BY id");
+  const Rows kept_before = rows(db, "SELECT * FROM runs WHERE id = 5");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(count(db, "runs"), "5");
+  const std::string abandoned =
+      "abandoned: run 5 was active for the same key at the same time; migration 002 kept the "
+      "newest active run and failed this one";
+  EXPECT_EQ(rows(db, "SELECT id, status, finished_at GLOB " + kIsoGlob +
+                         ", error_message, started_at, progress_current, current_step,"
+                         " concurrency_key FROM runs WHERE id IN (1, 3) ORDER BY id"),
+            (Rows{{"1", "failed", "1", abandoned, "2024-05-01T10:00:00.000Z", "3", "extract", ""},
+                  {"3", "failed", "1", abandoned, std::nullopt, "0", std::nullopt, ""}}));
+  // The finished runs and the kept run are untouched (plus the new column).
+  Rows finished_after = rows(db, "SELECT * FROM runs WHERE id IN (2, 4) ORDER BY id");
+  Rows kept_after = rows(db, "SELECT * FROM runs WHERE id = 5");
+  for (Row& r : finished_after) {
+    EXPECT_EQ(r.back(), "");
+    r.pop_back();
+  }
+  for (Row& r : kept_after) {
+    EXPECT_EQ(r.back(), "");
+    r.pop_back();
+  }
+  EXPECT_EQ(finished_after, finished_before);
+  EXPECT_EQ(kept_after, kept_before);
+  EXPECT_EQ(db.value("SELECT active_run()"), "5");
+  EXPECT_EQ(db.error("SELECT start_run('full')", SQLITE_CONSTRAINT_UNIQUE),
+            "start_run(): run 5 is already active (scope 'full', status 'pending', since "
+            "2024-05-03T00:00:00.000Z" + kWaitSuffix);
+  // The adopted table keeps its own definition, with the column added.
+  EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs')"), "12");
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
+}
+
+TEST(Migrations, RepairIsPerKeyAndNeedsNoRepairForOneActiveRun) {
+  TestDb db;
+  db.exec(kGenGlossaryRuns);
+  db.exec(
+      "INSERT INTO runs (scope, status, created_at) VALUES"
+      " ('a', 'running', '2024-01-01T00:00:00.000Z'),"
+      " ('b', 'completed', '2024-01-01T00:00:00.000Z')");
+  const Rows before = rows(db, "SELECT * FROM runs ORDER BY id");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  Rows after = rows(db, "SELECT * FROM runs ORDER BY id");
+  for (Row& r : after) r.pop_back();
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(db.value("SELECT active_run()"), "1");
+}
+
+TEST(Migrations, AdoptsATableWithExtraColumns) {
+  TestDb db;
+  db.exec("CREATE TABLE runs (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, status TEXT NOT NULL"
+          " DEFAULT 'pending', started_at TEXT, finished_at TEXT, triggered_by TEXT NOT NULL"
+          " DEFAULT 'api', error_message TEXT, progress_current INTEGER DEFAULT 0,"
+          " progress_total INTEGER DEFAULT 0, current_step TEXT, created_at TEXT NOT NULL,"
+          " owner TEXT)");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  EXPECT_EQ(row(db, "SELECT scope, owner, concurrency_key FROM runs"), (Row{"a", std::nullopt, ""}));
+}
+
+TEST(Migrations, ATableMissingAColumnIsRefusedAndNothingChanges) {
+  for (const char* missing : kColumns) {
+    TestDb db;
+    std::string columns;
+    for (const char* column : kColumns) {
+      if (std::string(column) == missing) continue;
+      if (!columns.empty()) columns += ", ";
+      columns += column;
+    }
+    db.exec("CREATE TABLE runs (" + columns + ")");
+    db.exec("CREATE TABLE app (x)");
+    const Rows before = dump(db);
+    const std::string reason = std::string("table runs exists but has no column ") + missing +
+                               ": add it or rename the table, then migrate again";
+    EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+              "runs_migrate(): migration 001_create_runs failed: " + reason);
+    EXPECT_EQ(dump(db), before) << missing;
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_schema_migrations'"), "0");
+    // By hand: the same reason, the same nothing.
+    const ExecResult by_hand = exec_script(db, migration_sql(1));
+    EXPECT_EQ(by_hand.rc & 0xff, SQLITE_CONSTRAINT) << missing;
+    EXPECT_EQ(by_hand.extended, SQLITE_CONSTRAINT_TRIGGER) << missing;
+    EXPECT_EQ(by_hand.message, reason);
+    EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+    EXPECT_EQ(dump(db), before) << missing;
+    // And the functions still say there is no schema.
+    EXPECT_EQ(db.error("SELECT start_run('x')", SQLITE_ERROR), "start_run(): " + kNoSchema);
+  }
+}
+
+TEST(Migrations, TheFirstMissingColumnIsNamed) {
+  TestDb db;
+  db.exec("CREATE TABLE runs (id INTEGER PRIMARY KEY, scope TEXT, status TEXT)");
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): migration 001_create_runs failed: table runs exists but has no column "
+            "started_at: add it or rename the table, then migrate again");
+  // After adding the columns it migrates.
+  db.exec("ALTER TABLE runs ADD COLUMN started_at TEXT; ALTER TABLE runs ADD COLUMN finished_at TEXT;"
+          "ALTER TABLE runs ADD COLUMN triggered_by TEXT NOT NULL DEFAULT 'api';"
+          "ALTER TABLE runs ADD COLUMN error_message TEXT;"
+          "ALTER TABLE runs ADD COLUMN progress_current INTEGER DEFAULT 0;"
+          "ALTER TABLE runs ADD COLUMN progress_total INTEGER DEFAULT 0;"
+          "ALTER TABLE runs ADD COLUMN current_step TEXT;"
+          "ALTER TABLE runs ADD COLUMN created_at TEXT");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+}
+
+TEST(Migrations, AFailureInMigration2UndoesMigration1) {
+  TestDb db;
+  db.exec("CREATE TABLE runs (id INTEGER PRIMARY KEY, scope, status, started_at, finished_at,"
+          " triggered_by, error_message, progress_current, progress_total, current_step,"
+          " created_at, concurrency_key)");
+  db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('a', 'running', 'x')");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): migration 002_one_active_run failed: duplicate column name: "
+            "concurrency_key");
+  EXPECT_EQ(dump(db), before);
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_schema_migrations'"), "0");
+}
+
+TEST(Migrations, ASchemaNewerThanTheLibraryIsRefused) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  db.exec("INSERT INTO runs_schema_migrations VALUES (3, '003_future', '2030-01-01T00:00:00.000Z')");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): the runs schema is at version 3, newer than this library knows (2): "
+            "load a newer sqlite-runs");
+  EXPECT_EQ(dump(db), before);
+}
+
+TEST(Migrations, RefusedInsideATransactionOrAStatement) {
+  TestDb db;
+  EXPECT_EQ(db.error("BEGIN; SELECT runs_migrate()", SQLITE_ERROR), "runs_migrate(): " + kInsideBegin);
+  db.exec("ROLLBACK");
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
+  db.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+  EXPECT_EQ(db.error("SELECT runs_migrate() FROM t", SQLITE_ERROR), "runs_migrate(): " + kReadTxn);
+  EXPECT_EQ(db.error("INSERT INTO t SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): " + kWriteTxn);
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "1");
+  EXPECT_EQ(count(db, "t"), "1");
+}
+
+TEST(Migrations, FileDatabaseSeenByAnotherConnection) {
+  TempFile file;
+  {
+    TestDb db(file.path());
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  }
+  TestDb again(file.path());
+  EXPECT_EQ(again.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(count(again, "runs_schema_migrations"), "2");
+  EXPECT_EQ(again.value("SELECT start_run('a')"), "1");
+}
+
+// ---- the partial unique index -------------------------------------------
+
+class Index : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), "2"); }
+  TestDb db;
+};
+
+TEST_F(Index, TheActiveRunQueryUsesIt) {
+  EXPECT_EQ(rows(db, "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE concurrency_key = ?1 AND"
+                     " status IN ('pending', 'running')")
+                .at(0)
+                .at(3),
+            "SEARCH runs USING INDEX runs_one_active (concurrency_key=?)");
+}
+
+TEST_F(Index, ARawInsertOfASecondActiveRunFails) {
+  db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('a', 'pending', 'x')");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("INSERT INTO runs (scope, status, created_at) VALUES ('b', 'running', 'x')",
+                     SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(db.error("INSERT INTO runs (scope, created_at) VALUES ('b', 'x')",  // default pending
+                     SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(dump(db), before);
+  // Finished runs and other keys are not limited.
+  db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('c', 'completed', 'x'),"
+          " ('d', 'completed', 'x'), ('e', 'failed', 'x'), ('f', 'cancelled', 'x')");
+  db.exec("INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES ('g', 'running', 'k', 'x')");
+  EXPECT_EQ(count(db, "runs"), "6");
+  // start_run() sees raw rows too.
+  EXPECT_EQ(db.error("SELECT start_run('h', 'api', 'k')", SQLITE_CONSTRAINT_UNIQUE),
+            "start_run(): run 6 is already active for concurrency_key 'k' (scope 'g', status "
+            "'running', since x" + kWaitSuffix);
+}
+
+TEST_F(Index, ARawUpdateMakingASecondRunActiveFails) {
+  db.exec("INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES"
+          " ('a', 'completed', '', 'x'), ('b', 'running', '', 'x'), ('c', 'pending', 'k', 'x')");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("UPDATE runs SET status = 'pending' WHERE id = 1", SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(db.error("UPDATE runs SET concurrency_key = '' WHERE id = 3", SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(dump(db), before);
+  // A run may change between the two active states.
+  db.exec("UPDATE runs SET status = 'pending' WHERE id = 2");
+  EXPECT_EQ(db.value("SELECT active_run()"), "2");
+}
+
+}  // namespace
