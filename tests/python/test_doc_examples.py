@@ -1,0 +1,145 @@
+"""The examples of docs/**/*.md print exactly what the docs say they print.
+
+Every ```sql block that is followed (blank lines aside) by a ```text block is an
+example: the sql is piped into `sqlite3 -batch` from the repository's root, with
+stderr merged into stdout as `2>&1` would, and the output must equal the text
+block byte for byte. One subTest per example, named by file and line.
+
+Run with RUNS_EXTENSION set to the built runs.so (ctest sets it):
+
+    RUNS_EXTENSION=build/runs.so /usr/bin/python3 tests/python/test_doc_examples.py
+
+What the test changes in an example before running it:
+- `.load build/runs`, as the docs write it, loads RUNS_EXTENSION instead (its
+  path without the .so suffix, as a user would type it);
+- files the docs name /tmp/sqlite-runs-docs-NAME live in a temporary folder of
+  this run instead, one folder per example, so that tests running in parallel,
+  or two checkouts, never share a database file. Any other /tmp path in an
+  example is an error: name it /tmp/sqlite-runs-docs-NAME.
+SQLITE3 (default: sqlite3 on PATH) chooses the shell.
+"""
+
+import difflib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCS = os.path.join(ROOT, "docs")
+EXTENSION = os.environ.get("RUNS_EXTENSION", "")
+SQLITE3 = os.environ.get("SQLITE3") or shutil.which("sqlite3") or "sqlite3"
+
+LOAD_LINE = re.compile(r"^\.load build/runs$", re.M)
+TMP_PREFIX = "/tmp/sqlite-runs-docs-"
+FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+def markdown_files():
+    found = []
+    for folder, _, names in os.walk(DOCS):
+        found.extend(os.path.join(folder, n) for n in names if n.endswith(".md"))
+    return sorted(found)
+
+
+def fenced_blocks(path):
+    """(language, line of the opening fence, body) of each fenced block."""
+    blocks = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        start = i
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].rstrip() != "```":
+            body.append(lines[i] + "\n")
+            i += 1
+        if i == len(lines):
+            raise AssertionError(f"{path}:{start + 1}: fenced block is never closed")
+        blocks.append((m.group(1), start + 1, "".join(body), start, i))
+        i += 1
+    return blocks, lines
+
+
+def examples():
+    """(name, sql, expected output) of every example, and the names of sql blocks
+    that have no output block after them."""
+    found, lonely = [], []
+    for path in markdown_files():
+        rel = os.path.relpath(path, ROOT)
+        blocks, lines = fenced_blocks(path)
+        for k, (lang, line, body, _, end) in enumerate(blocks):
+            if lang != "sql":
+                continue
+            nxt = blocks[k + 1] if k + 1 < len(blocks) else None
+            if (nxt is not None and nxt[0] == "text"
+                    and all(not l.strip() for l in lines[end + 1:nxt[3]])):
+                found.append((f"{rel}:{line}", body, nxt[2]))
+            else:
+                lonely.append(f"{rel}:{line}")
+    return found, lonely
+
+
+def run_example(sql, workdir):
+    extension = EXTENSION[:-3] if EXTENSION.endswith(".so") else EXTENSION
+    if re.search(r"\s", extension):
+        extension = '"' + extension + '"'
+    script = LOAD_LINE.sub(lambda _: ".load " + extension, sql)
+    script = script.replace(TMP_PREFIX, os.path.join(workdir, "sqlite-runs-docs-"))
+    # -init /dev/null: a ~/.sqliterc must not change what the shell prints.
+    proc = subprocess.run([SQLITE3, "-init", os.devnull, "-batch"], input=script, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+    # A path that shows up in the output reads as the docs wrote it.
+    return proc.stdout.replace(os.path.join(workdir, "sqlite-runs-docs-"), TMP_PREFIX)
+
+
+def setUpModule():
+    if not EXTENSION:
+        raise RuntimeError("RUNS_EXTENSION is not set: set it to the path of the built runs.so")
+    if not os.path.isfile(EXTENSION):
+        raise RuntimeError(f"RUNS_EXTENSION={EXTENSION!r}: no such file; build the extension first")
+
+
+class DocExamplesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.examples, cls.lonely = examples()
+        cls.tmp = tempfile.mkdtemp(prefix="sqlite-runs-doc-examples-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_docs_have_examples(self):
+        self.assertGreater(len(self.examples), 0, f"no sql+text examples found under {DOCS}")
+
+    def test_every_sql_block_has_its_output(self):
+        self.assertEqual(self.lonely, [],
+                         "each ```sql block must be followed by a ```text block with its output")
+
+    def test_examples_print_what_the_docs_say(self):
+        for index, (name, sql, expected) in enumerate(self.examples):
+            with self.subTest(example=name):
+                stray = sorted(set(re.findall(r"/tmp/[^\s;'\"]*", sql))
+                               - set(re.findall(re.escape(TMP_PREFIX) + r"[^\s;'\"]*", sql)))
+                self.assertEqual(stray, [], f"{name}: name /tmp files {TMP_PREFIX}NAME")
+                workdir = os.path.join(self.tmp, str(index))
+                os.mkdir(workdir)
+                actual = run_example(sql, workdir)
+                if actual != expected:
+                    diff = "".join(difflib.unified_diff(
+                        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                        fromfile=f"{name} (docs)", tofile=f"{name} (sqlite3 -batch)"))
+                    self.fail(f"{name}: the example's output differs from the docs:\n{diff}")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
