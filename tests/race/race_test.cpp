@@ -1,0 +1,605 @@
+// The cross-process race: several fresh processes (race_worker, started with
+// posix_spawn; no SQLite connection ever crosses a fork) start and finish
+// runs on one WAL database at the same time, and a history recorded inside
+// their write transactions tells whether two runs of a key were ever active at
+// once.
+//
+// The history: triggers on `runs`, created by the setup, append 'active' when
+// a run becomes pending/running and 'inactive' when it leaves those states to
+// race_history. A trigger runs inside the statement that fired it, so inside
+// its write transaction; writers are serialised, so seq is the commit order.
+// Replaying it per key gives how many runs of the key were active at each
+// moment.
+//
+// Three patterns:
+//   (a) naive check-then-insert, schema of migration 001 only: overlaps happen.
+//   (b) the same with migration 002's partial unique index: none; the losers
+//       get SQLITE_CONSTRAINT_UNIQUE.
+//   (c) start_run() of the extension: none, with one key or two.
+// In lockstep the parent releases every step of every iteration only once all
+// workers reached it, which forces "all check, then all insert" and makes the
+// counts exact. start_run() and the indexed naive pattern also run free (a
+// start barrier, then as fast as the workers go), where only the invariants
+// can be asserted.
+// No sleeps, no timing assertions.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_db.h"
+
+extern char** environ;
+
+namespace {
+
+using runs_test::TestDb;
+
+constexpr int kWorkers = 8;
+// A generous guard against a hung worker, not a timing assertion: waiting
+// longer than this for a worker's byte kills the workers and fails the test.
+constexpr int kHangGuardMs = 120'000;
+
+// A mkdtemp directory holding the database, removed with its files.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                          "/runs-race-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    if (mkdtemp(buffer.data()) == nullptr) {
+      ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);
+      return;
+    }
+    path_ = buffer.data();
+  }
+  ~TempDir() {
+    if (path_.empty()) return;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      const std::string file = db() + suffix;
+      if (unlink(file.c_str()) != 0 && errno != ENOENT) {
+        ADD_FAILURE() << "unlink " << file << ": " << std::strerror(errno);
+      }
+    }
+    if (rmdir(path_.c_str()) != 0) ADD_FAILURE() << "rmdir " << path_ << ": " << std::strerror(errno);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string db() const { return path_ + "/race.db"; }
+
+ private:
+  std::string path_;
+};
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+enum class Schema {
+  kMigration001,  // sql/001_create_runs.sql executed as text: no concurrency_key, no index
+  kMigrated,      // SELECT runs_migrate(): both migrations
+};
+
+// Creates the database in WAL mode with the schema and the history triggers,
+// and closes it again: no connection is open while workers are spawned.
+void create_database(const std::string& path, Schema schema) {
+  const TestDb db(path);
+  EXPECT_EQ(db.value("PRAGMA journal_mode = WAL"), "wal");
+  if (schema == Schema::kMigration001) {
+    db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
+    EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1");
+    EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'concurrency_key'"), "0");
+  } else {
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
+  }
+  const std::string key = schema == Schema::kMigration001 ? "''" : "new.concurrency_key";
+  db.exec(
+      "CREATE TABLE race_history ("
+      "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  run_id INTEGER NOT NULL,"
+      "  concurrency_key TEXT NOT NULL,"
+      "  event TEXT NOT NULL CHECK (event IN ('active', 'inactive')));"
+      "CREATE TRIGGER race_history_insert AFTER INSERT ON runs"
+      " WHEN new.status IN ('pending', 'running')"
+      " BEGIN INSERT INTO race_history (run_id, concurrency_key, event)"
+      "  VALUES (new.id, " + key + ", 'active'); END;"
+      "CREATE TRIGGER race_history_update AFTER UPDATE OF status ON runs"
+      " WHEN (old.status IN ('pending', 'running')) <> (new.status IN ('pending', 'running'))"
+      " BEGIN INSERT INTO race_history (run_id, concurrency_key, event)"
+      "  VALUES (new.id, " + key + ","
+      "   CASE WHEN new.status IN ('pending', 'running') THEN 'active' ELSE 'inactive' END); END;");
+}
+
+struct WorkerResult {
+  int exit_code = -1;  // -1: did not exit normally
+  std::string output;  // stdout after the protocol bytes: the line of counts
+  std::map<std::string, long> counts;
+};
+
+std::map<std::string, long> parse_counts(const std::string& line) {
+  std::map<std::string, long> counts;
+  std::istringstream words(line);
+  std::string word;
+  while (words >> word) {
+    const auto equals = word.find('=');
+    if (equals == std::string::npos) continue;
+    counts[word.substr(0, equals)] = std::stol(word.substr(equals + 1));
+  }
+  return counts;
+}
+
+// The sum of one count over all workers.
+long total(const std::vector<WorkerResult>& results, const std::string& name) {
+  long sum = 0;
+  for (const WorkerResult& result : results) {
+    const auto it = result.counts.find(name);
+    if (it != result.counts.end()) sum += it->second;
+  }
+  return sum;
+}
+
+struct WorkerSpec {
+  std::string mode;  // naive | extension
+  std::string key;
+};
+
+// Runs one race_worker per spec, all on `db`, and waits for all of them.
+// Lockstep: `steps` rendezvous per iteration (the worker's protocol).
+class Race {
+ public:
+  Race(std::string db, long iterations, bool lockstep)
+      : db_(std::move(db)), iterations_(iterations), lockstep_(lockstep) {}
+
+  std::vector<WorkerResult> run(const std::vector<WorkerSpec>& specs) {
+    // A worker that dies makes writes to its stdin fail with EPIPE, not kill us.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    struct sigaction previous {};
+    sigaction(SIGPIPE, &ignore, &previous);
+
+    for (const WorkerSpec& spec : specs) spawn(spec);
+    std::vector<WorkerResult> results(children_.size());
+    if (!failed_) {
+      drive(specs);
+    }
+    // Closing stdin releases free workers and aborts lockstep workers stuck
+    // after a failure; then read what they print and reap them.
+    for (Child& child : children_) close_fd(child.in);
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      Child& child = children_[i];
+      std::string rest;
+      if (!failed_) {
+        rest = read_rest(child);
+      }
+      close_fd(child.out);
+      int status = 0;
+      while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      results[i].exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      results[i].output = rest;
+      results[i].counts = parse_counts(rest);
+      EXPECT_EQ(results[i].exit_code, 0) << "worker " << i << " (pid " << child.pid << ", status "
+                                         << status << ") printed: " << rest;
+    }
+    sigaction(SIGPIPE, &previous, nullptr);
+    children_.clear();
+    return results;
+  }
+
+ private:
+  struct Child {
+    pid_t pid = -1;
+    int in = -1;   // the worker's stdin, our write end
+    int out = -1;  // the worker's stdout, our read end
+  };
+
+  static void close_fd(int& fd) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+
+  void spawn(const WorkerSpec& spec) {
+    int in[2];
+    int out[2];
+    // O_CLOEXEC: each worker inherits only its own two ends, as its stdin and
+    // stdout, so a worker's exit closes its stdout for good.
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+      failed_ = true;
+      return;
+    }
+    std::vector<std::string> args = {RACE_WORKER_PATH, "--db", db_, "--mode", spec.mode,
+                                      "--iterations", std::to_string(iterations_)};
+    if (spec.mode == "extension") {
+      args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH, "--key", spec.key});
+    }
+    if (lockstep_) args.emplace_back("--lockstep");
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, RACE_WORKER_PATH, &actions, &attributes, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    close(in[0]);
+    close(out[1]);
+    if (rc != 0) {
+      ADD_FAILURE() << "posix_spawn " << RACE_WORKER_PATH << ": " << std::strerror(rc);
+      close(in[1]);
+      close(out[0]);
+      failed_ = true;
+      return;
+    }
+    children_.push_back(Child{pid, in[1], out[0]});
+  }
+
+  // Waits for one protocol byte from every worker. False (and the test
+  // failed) when one closed its stdout instead or the hang guard ran out.
+  bool hear_from_all(const char* what) {
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      pollfd fd{children_[i].out, POLLIN, 0};
+      int ready;
+      while ((ready = poll(&fd, 1, kHangGuardMs)) < 0 && errno == EINTR) {
+      }
+      char byte = 0;
+      ssize_t n = -1;
+      if (ready == 1) {
+        while ((n = read(children_[i].out, &byte, 1)) < 0 && errno == EINTR) {
+        }
+      }
+      if (n != 1 || byte != '.') {
+        ADD_FAILURE() << "worker " << i << " " << what << ": "
+                      << (ready == 0 ? "no answer: killing the workers"
+                                     : n == 0 ? "exited early"
+                                              : "protocol error");
+        if (ready == 0) {
+          for (const Child& child : children_) kill(child.pid, SIGKILL);
+        }
+        failed_ = true;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool release_all() {
+    for (Child& child : children_) {
+      const char go = 'g';
+      if (write(child.in, &go, 1) != 1) {
+        ADD_FAILURE() << "cannot release worker " << child.pid << ": " << std::strerror(errno);
+        failed_ = true;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void drive(const std::vector<WorkerSpec>& specs) {
+    if (!hear_from_all("getting ready")) return;
+    if (!lockstep_) {
+      for (Child& child : children_) close_fd(child.in);  // the start barrier opens
+      return;
+    }
+    if (!release_all()) return;
+    const long steps = specs.front().mode == "naive" ? 3 : 2;
+    for (long step = 0; step < iterations_ * steps; ++step) {
+      if (!hear_from_all("in lockstep") || !release_all()) return;
+    }
+  }
+
+  std::string read_rest(Child& child) {
+    std::string text;
+    char buffer[256];
+    for (;;) {
+      pollfd fd{child.out, POLLIN, 0};
+      int ready;
+      while ((ready = poll(&fd, 1, kHangGuardMs)) < 0 && errno == EINTR) {
+      }
+      if (ready == 0) {
+        ADD_FAILURE() << "worker " << child.pid << " does not finish: killing it";
+        kill(child.pid, SIGKILL);
+        return text;
+      }
+      ssize_t n;
+      while ((n = read(child.out, buffer, sizeof buffer)) < 0 && errno == EINTR) {
+      }
+      if (n <= 0) return text;
+      text.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+
+  std::string db_;
+  long iterations_;
+  bool lockstep_;
+  std::vector<Child> children_;
+  bool failed_ = false;
+};
+
+// The history replayed.
+struct Replay {
+  std::map<std::string, long> max_active;  // per key: most runs active at once
+  std::map<std::string, long> overlaps;    // per key: 'active' events that found one active already
+  long max_active_all_keys = 0;            // most runs active at once, keys together
+  std::map<long long, std::string> events_of_run;  // "AI" = active then inactive
+  long events = 0;
+  std::vector<std::string> anomalies;  // an 'inactive' for a key with none active
+};
+
+Replay replay(const TestDb& db) {
+  Replay out;
+  const auto history =
+      db.run("SELECT run_id, concurrency_key, event FROM race_history ORDER BY seq");
+  EXPECT_EQ(history.code, SQLITE_OK) << history.message;
+  std::map<std::string, long> active;
+  long all = 0;
+  for (const auto& row : history.rows) {
+    const long long run = std::stoll(row[0].value_or("0"));
+    const std::string key = row[1].value_or("<NULL>");
+    const std::string event = row[2].value_or("<NULL>");
+    ++out.events;
+    if (event == "active") {
+      if (active[key] > 0) ++out.overlaps[key];
+      ++active[key];
+      ++all;
+      out.events_of_run[run] += 'A';
+    } else {
+      if (active[key] == 0) out.anomalies.push_back("run " + std::to_string(run) + " inactive twice");
+      --active[key];
+      --all;
+      out.events_of_run[run] += 'I';
+    }
+    out.max_active[key] = std::max(out.max_active[key], active[key]);
+    out.max_active_all_keys = std::max(out.max_active_all_keys, all);
+  }
+  return out;
+}
+
+// Lookups that give 0 for a key with no history, rather than throwing.
+long max_active(const Replay& history, const std::string& key) {
+  const auto it = history.max_active.find(key);
+  return it == history.max_active.end() ? 0 : it->second;
+}
+long overlaps(const Replay& history, const std::string& key) {
+  const auto it = history.overlaps.find(key);
+  return it == history.overlaps.end() ? 0 : it->second;
+}
+
+long long count(const TestDb& db, const std::string& sql) {
+  return std::stoll(db.value(sql).value_or("-1"));
+}
+
+// The facts every race must leave, whatever the pattern: every worker exited
+// 0 with no unexpected result; every attempt is accounted for; the runs table
+// holds exactly the runs the workers won, all completed; the history holds
+// exactly one 'active' then one 'inactive' per run.
+void expect_consistent(const TestDb& db, const std::vector<WorkerResult>& results, long iterations,
+                       const Replay& history) {
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& c = results[i].counts;
+    EXPECT_EQ(results[i].exit_code, 0) << "worker " << i;
+    ASSERT_EQ(c.count("attempts"), 1u) << "worker " << i << " printed: " << results[i].output;
+    EXPECT_EQ(c.at("errors"), 0) << "worker " << i;
+    EXPECT_EQ(c.at("attempts"), iterations) << "worker " << i;
+    EXPECT_EQ(c.at("wins") + c.at("refusals") + c.at("unique_errors") + c.at("busy"), c.at("attempts"))
+        << "worker " << i << ": " << results[i].output;
+  }
+  const long wins = total(results, "wins");
+  EXPECT_GE(wins, 1);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), wins);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'completed'"), wins);
+  EXPECT_EQ(count(db,
+                  "SELECT count(*) FROM runs WHERE started_at IS NULL OR finished_at IS NULL"
+                  " OR started_at < created_at OR finished_at < started_at"),
+            0);
+  EXPECT_EQ(history.events, 2 * wins);
+  EXPECT_EQ(static_cast<long>(history.events_of_run.size()), wins);
+  long well_formed = 0;
+  for (const auto& [run, events] : history.events_of_run) {
+    if (events == "AI") ++well_formed;
+  }
+  EXPECT_EQ(well_formed, wins) << "runs whose history is not exactly 'active' then 'inactive'";
+  EXPECT_TRUE(history.anomalies.empty()) << history.anomalies.front();
+}
+
+void report(const char* name, const std::vector<WorkerResult>& results, const Replay& history,
+            std::chrono::steady_clock::duration elapsed) {
+  std::ostringstream line;
+  line << name << ": wins=" << total(results, "wins") << " refusals=" << total(results, "refusals")
+       << " unique_errors=" << total(results, "unique_errors") << " busy=" << total(results, "busy")
+       << " finish_busy=" << total(results, "finish_busy");
+  for (const auto& [key, max] : history.max_active) {
+    line << " key'" << key << "':max_active=" << max << ",overlaps="
+         << (history.overlaps.count(key) ? history.overlaps.at(key) : 0);
+  }
+  line << " max_active_all_keys=" << history.max_active_all_keys << " in "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
+  std::cout << "[ race     ] " << line.str() << std::endl;
+  ::testing::Test::RecordProperty("race", line.str());
+}
+
+struct Outcome {
+  std::vector<WorkerResult> results;
+  Replay history;
+  std::map<std::string, long> wins_of_key;  // reported by the workers
+  std::map<std::string, long> runs_of_key;  // rows in runs (migrated schema only)
+};
+
+// Creates a database, races kWorkers workers on it and replays the history.
+// `key_of(i)` is worker i's concurrency key (extension mode).
+template <typename KeyOf>
+Outcome race(const char* name, Schema schema, const std::string& mode, long iterations, bool lockstep,
+             KeyOf key_of) {
+  const auto begin = std::chrono::steady_clock::now();
+  TempDir dir;
+  Outcome outcome;
+  create_database(dir.db(), schema);
+  std::vector<WorkerSpec> specs;
+  for (int i = 0; i < kWorkers; ++i) specs.push_back(WorkerSpec{mode, key_of(i)});
+  outcome.results = Race(dir.db(), iterations, lockstep).run(specs);
+  {
+    const TestDb db(dir.db());  // opened only after every worker has exited
+    outcome.history = replay(db);
+    for (std::size_t i = 0; i < outcome.results.size(); ++i) {
+      const auto wins = outcome.results[i].counts.find("wins");
+      outcome.wins_of_key[specs[i].key] += wins != outcome.results[i].counts.end() ? wins->second : 0;
+    }
+    if (schema == Schema::kMigrated) {
+      const auto rows = db.run("SELECT concurrency_key, count(*) FROM runs GROUP BY 1");
+      EXPECT_EQ(rows.code, SQLITE_OK) << rows.message;
+      for (const auto& row : rows.rows) {
+        outcome.runs_of_key[row[0].value_or("<NULL>")] = std::stol(row[1].value_or("-1"));
+      }
+    }
+    expect_consistent(db, outcome.results, iterations, outcome.history);
+    report(name, outcome.results, outcome.history, std::chrono::steady_clock::now() - begin);
+  }
+  return outcome;
+}
+
+std::string one_key(int) { return ""; }
+std::string two_keys(int i) { return i % 2 == 0 ? "even" : "odd"; }
+
+// (a) The naive pattern on migration 001 alone: nothing in the database stops
+// a second active run. In lockstep every worker checks (and sees no active
+// run), then every worker inserts: each iteration puts all 8 runs active at
+// once. Free-running the same workers overlap only by chance (2 cores: the
+// window between check and insert is rarely hit), so the forced interleaving
+// is what makes this exact.
+TEST(Race, NaiveCheckThenInsertOverlaps) {
+  const long iterations = 50;
+  Outcome out = race("naive, migration 001, lockstep", Schema::kMigration001, "naive",
+                           iterations, true, one_key);
+  EXPECT_EQ(max_active(out.history, ""), kWorkers);
+  EXPECT_EQ(overlaps(out.history, ""), (kWorkers - 1) * iterations);
+  EXPECT_EQ(total(out.results, "wins"), kWorkers * iterations);
+  EXPECT_EQ(total(out.results, "refusals"), 0);
+  EXPECT_EQ(total(out.results, "unique_errors"), 0);
+  EXPECT_EQ(total(out.results, "busy"), 0);
+}
+
+// (b) The same naive workers, same lockstep, after runs_migrate(): the partial
+// unique index refuses the second active run. Every iteration all 8 check and
+// see none, all 8 insert, exactly one gets through and 7 get
+// SQLITE_CONSTRAINT_UNIQUE: the failed check costs an error, not an overlap.
+TEST(Race, NaiveCheckThenInsertWithIndexNeverOverlaps) {
+  const long iterations = 50;
+  Outcome out = race("naive, migrated, lockstep", Schema::kMigrated, "naive", iterations, true,
+                           one_key);
+  EXPECT_EQ(max_active(out.history, ""), 1);
+  EXPECT_EQ(overlaps(out.history, ""), 0);
+  EXPECT_EQ(total(out.results, "wins"), iterations);
+  EXPECT_EQ(total(out.results, "unique_errors"), (kWorkers - 1) * iterations);
+  EXPECT_EQ(total(out.results, "refusals"), 0);
+  EXPECT_EQ(total(out.results, "busy"), 0);
+  EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
+}
+
+// (b) free-running: whatever interleaving happens, the index never lets two
+// runs be active at once. (How many losers hit the index is luck here, a
+// handful in thousands of attempts on 2 cores; the lockstep test counts them.)
+TEST(Race, NaiveCheckThenInsertWithIndexFreeNeverOverlaps) {
+  const long iterations = 1000;
+  Outcome out = race("naive, migrated, free", Schema::kMigrated, "naive", iterations, false,
+                           one_key);
+  EXPECT_EQ(max_active(out.history, ""), 1);
+  EXPECT_EQ(overlaps(out.history, ""), 0);
+  EXPECT_EQ(out.runs_of_key, out.wins_of_key);
+}
+
+// (c) start_run(): check and insert in one BEGIN IMMEDIATE transaction.
+// Free-running: whatever interleaving happens, never two active runs.
+TEST(Race, StartRunNeverOverlaps) {
+  const long iterations = 1000;
+  Outcome out = race("start_run, one key, free", Schema::kMigrated, "extension", iterations,
+                           false, one_key);
+  EXPECT_EQ(max_active(out.history, ""), 1);
+  EXPECT_EQ(overlaps(out.history, ""), 0);
+  EXPECT_EQ(total(out.results, "unique_errors"), 0);
+  EXPECT_EQ(out.runs_of_key, out.wins_of_key);
+}
+
+// (c) in lockstep: every iteration exactly one start_run() wins, seven are
+// refused.
+TEST(Race, StartRunLockstepOneWinnerPerIteration) {
+  const long iterations = 50;
+  Outcome out = race("start_run, one key, lockstep", Schema::kMigrated, "extension",
+                           iterations, true, one_key);
+  EXPECT_EQ(max_active(out.history, ""), 1);
+  EXPECT_EQ(overlaps(out.history, ""), 0);
+  EXPECT_EQ(total(out.results, "wins"), iterations);
+  EXPECT_EQ(total(out.results, "refusals"), (kWorkers - 1) * iterations);
+  EXPECT_EQ(total(out.results, "busy"), 0);
+  EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
+}
+
+// (c) two keys, four workers each: never two runs of a key at once.
+TEST(Race, StartRunTwoKeysNeverOverlapPerKey) {
+  const long iterations = 1000;
+  Outcome out = race("start_run, two keys, free", Schema::kMigrated, "extension", iterations,
+                           false, two_keys);
+  ASSERT_EQ(out.history.max_active.size(), 2u);
+  EXPECT_EQ(max_active(out.history, "even"), 1);
+  EXPECT_EQ(max_active(out.history, "odd"), 1);
+  EXPECT_TRUE(out.history.overlaps.empty());
+  EXPECT_LE(out.history.max_active_all_keys, 2);
+  EXPECT_GE(out.wins_of_key["even"], 1);
+  EXPECT_GE(out.wins_of_key["odd"], 1);
+  EXPECT_EQ(out.runs_of_key, out.wins_of_key);
+}
+
+// (c) two keys in lockstep: every iteration one run of each key wins, so both
+// keys are active at the same time, and never twice each.
+TEST(Race, StartRunTwoKeysLockstepBothActiveAtOnce) {
+  const long iterations = 50;
+  Outcome out = race("start_run, two keys, lockstep", Schema::kMigrated, "extension",
+                           iterations, true, two_keys);
+  ASSERT_EQ(out.history.max_active.size(), 2u);
+  EXPECT_EQ(max_active(out.history, "even"), 1);
+  EXPECT_EQ(max_active(out.history, "odd"), 1);
+  EXPECT_TRUE(out.history.overlaps.empty());
+  EXPECT_EQ(out.history.max_active_all_keys, 2);
+  EXPECT_EQ(out.wins_of_key, (std::map<std::string, long>{{"even", iterations}, {"odd", iterations}}));
+  EXPECT_EQ(out.runs_of_key, out.wins_of_key);
+  EXPECT_EQ(total(out.results, "wins"), 2 * iterations);
+  EXPECT_EQ(total(out.results, "refusals"), (kWorkers - 2) * iterations);
+  EXPECT_EQ(total(out.results, "busy"), 0);
+}
+
+}  // namespace
