@@ -17,29 +17,29 @@ constexpr const char* kSqlText[] = {
     /* kCommit */ "COMMIT",
     /* kRollback */ "ROLLBACK",
     /* kActiveRun */
-    "SELECT id FROM runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
+    "SELECT id FROM main.runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
     /* kActiveRunDetails */
-    "SELECT id, scope, status, coalesce(started_at, created_at) FROM runs"
+    "SELECT id, scope, status, coalesce(started_at, created_at) FROM main.runs"
     " WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
     /* kInsertRun */
-    "INSERT INTO runs (scope, status, triggered_by, concurrency_key, created_at)"
+    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at)"
     " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
     /* kMarkRunning */
-    "UPDATE runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     " WHERE id = ?1 AND status = 'pending'",
     /* kComplete */
-    "UPDATE runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     " WHERE id = ?1 AND status = 'running'",
     /* kFail */
-    "UPDATE runs SET status = 'failed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
+    "UPDATE main.runs SET status = 'failed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
     " error_message = ?2 WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kCancel */
-    "UPDATE runs SET status = 'cancelled', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'cancelled', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     " WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kProgress */
-    "UPDATE runs SET progress_current = ?2, progress_total = ?3, current_step = ?4"
+    "UPDATE main.runs SET progress_current = ?2, progress_total = ?3, current_step = ?4"
     " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kStatus */ "SELECT status FROM runs WHERE id = ?1",
+    /* kStatus */ "SELECT status FROM main.runs WHERE id = ?1",
 };
 
 // The schema version the statements above need.
@@ -81,10 +81,10 @@ Statement& RunStore::statement(Sql sql) {
 
 int RunStore::schema_version() {
   Statement exists(db_,
-                   "SELECT 1 FROM sqlite_schema"
+                   "SELECT 1 FROM main.sqlite_schema"
                    " WHERE type = 'table' AND name = 'runs_schema_migrations'");
   if (!Query(exists).step()) return 0;
-  Statement latest(db_, "SELECT coalesce(max(version), 0) FROM runs_schema_migrations");
+  Statement latest(db_, "SELECT coalesce(max(version), 0) FROM main.runs_schema_migrations");
   Query query(latest);
   query.step();
   return static_cast<int>(query.int64(0));

@@ -66,15 +66,20 @@ int register_all(sqlite3* db, char** error_message) {
     return set_load_error(error_message, problem->c_str(), SQLITE_ERROR);
   }
   const auto store = std::make_shared<runs::RunStore>(db);
-  // The close hook shares ownership of the store, through its cache.
-  int rc = runs::register_close_hook(db, std::shared_ptr<runs::StatementCache>(store, &store->statements()));
+  // Functions first: SQLite refuses to replace a function while a statement
+  // runs (loading again from SELECT load_extension(...)), and then the old
+  // registrations, their store and its close hook stay as they were. The
+  // close hook goes last; it shares ownership of the store through its cache.
+  int rc = SQLITE_OK;
   for (const runs::FunctionSpec& spec : runs::function_specs()) {
-    if (rc != SQLITE_OK) break;
     rc = runs::register_function(db, spec, store);
+    if (rc != SQLITE_OK) break;
   }
-  if (rc != SQLITE_OK) {
-    return set_load_error(error_message, sqlite3_errstr(rc), rc);
+  if (rc == SQLITE_OK) {
+    rc = runs::register_close_hook(
+        db, std::shared_ptr<runs::StatementCache>(store, &store->statements()));
   }
+  if (rc != SQLITE_OK) return set_load_error(error_message, sqlite3_errmsg(db), rc);
   return SQLITE_OK;
 }
 

@@ -79,10 +79,6 @@ void Query::run() {
   }
 }
 
-bool Query::is_null(int column) const noexcept {
-  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
-}
-
 sqlite3_int64 Query::int64(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
 
 std::string Query::text(int column) const {

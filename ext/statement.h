@@ -48,7 +48,6 @@ class Query {
   // Steps a statement that returns no rows (BEGIN, UPDATE, ...) to the end.
   void run();
 
-  bool is_null(int column) const noexcept;
   sqlite3_int64 int64(int column) const noexcept;
   std::string text(int column) const;
 

@@ -34,8 +34,6 @@ class StatementCache {
   // Called by the close hook's xConnect and xDisconnect.
   void set_hooked(bool hooked) noexcept { hooked_ = hooked; }
 
-  sqlite3* db() const noexcept { return db_; }
-
  private:
   sqlite3* db_;
   bool hooked_ = false;

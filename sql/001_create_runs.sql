@@ -1,8 +1,10 @@
 -- sqlite-runs migration 001: the run table and the migration bookkeeping.
 --
 -- Creates `runs` (GenGlossary's run table) unless it exists. An existing `runs`
--- table is adopted as it is, provided it has every column below; otherwise the
--- migration fails, naming the first missing column, and changes nothing.
+-- table is adopted as it is, provided it has every column below and `id` is
+-- its INTEGER PRIMARY KEY; otherwise the migration fails, naming the first
+-- missing column, and changes nothing. Names say `main.`, so that a TEMP
+-- table called runs cannot take the migration's place.
 --
 -- Apply with `SELECT runs_migrate()`, a migration tool, or by hand:
 --   sqlite3 -bail app.db < sql/001_create_runs.sql
@@ -12,13 +14,13 @@
 -- a refused or repeated application leaves the database as it was.
 SAVEPOINT runs_migration_001;
 
-CREATE TABLE IF NOT EXISTS runs_schema_migrations (
+CREATE TABLE IF NOT EXISTS main.runs_schema_migrations (
   version    INTEGER PRIMARY KEY,
   name       TEXT NOT NULL,
   applied_at TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE IF NOT EXISTS main.runs (
   id               INTEGER PRIMARY KEY AUTOINCREMENT,
   scope            TEXT NOT NULL,
   status           TEXT NOT NULL DEFAULT 'pending',
@@ -33,10 +35,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 
 -- RAISE() takes only a literal, so the check names each column in its own line.
-CREATE TEMP TRIGGER runs_migration_001_check BEFORE INSERT ON runs_schema_migrations
+CREATE TEMP TRIGGER runs_migration_001_check BEFORE INSERT ON main.runs_schema_migrations
 BEGIN
   SELECT RAISE(ROLLBACK, 'table runs exists but has no column id: add it or rename the table, then migrate again')
    WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('runs', 'main') WHERE name = 'id');
+  SELECT RAISE(ROLLBACK, 'table runs exists but its id column is not INTEGER PRIMARY KEY: run ids must be rowids')
+   WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('runs', 'main')
+                      WHERE name = 'id' AND pk = 1 AND upper(type) = 'INTEGER');
   SELECT RAISE(ROLLBACK, 'table runs exists but has no column scope: add it or rename the table, then migrate again')
    WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('runs', 'main') WHERE name = 'scope');
   SELECT RAISE(ROLLBACK, 'table runs exists but has no column status: add it or rename the table, then migrate again')
@@ -60,7 +65,7 @@ BEGIN
 END;
 
 -- Recording the version fires the check; a version already recorded rolls back.
-INSERT OR ROLLBACK INTO runs_schema_migrations (version, name, applied_at)
+INSERT OR ROLLBACK INTO main.runs_schema_migrations (version, name, applied_at)
 VALUES (1, '001_create_runs', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 
 DROP TRIGGER temp.runs_migration_001_check;

@@ -16,36 +16,36 @@
 -- error, so a file applied out of order would run its later statements alone.
 SAVEPOINT runs_migration_002;
 
-CREATE TEMP TRIGGER runs_migration_002_check BEFORE INSERT ON runs_schema_migrations
-WHEN NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 1)
+CREATE TEMP TRIGGER runs_migration_002_check BEFORE INSERT ON main.runs_schema_migrations
+WHEN NOT EXISTS (SELECT 1 FROM main.runs_schema_migrations WHERE version = 1)
 BEGIN
   SELECT RAISE(ROLLBACK, 'migration 002 needs migration 001 first: apply sql/001_create_runs.sql');
 END;
 
 -- Recording the version first: a version already recorded rolls back the file.
-INSERT OR ROLLBACK INTO runs_schema_migrations (version, name, applied_at)
+INSERT OR ROLLBACK INTO main.runs_schema_migrations (version, name, applied_at)
 VALUES (2, '002_one_active_run', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
 
 DROP TRIGGER temp.runs_migration_002_check;
 
-ALTER TABLE runs ADD COLUMN concurrency_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE main.runs ADD COLUMN concurrency_key TEXT NOT NULL DEFAULT '';
 
-UPDATE runs
+UPDATE main.runs
    SET status = 'failed',
        finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
        error_message = 'abandoned: run ' || (
-         SELECT max(newer.id) FROM runs AS newer
+         SELECT max(newer.id) FROM main.runs AS newer
           WHERE newer.concurrency_key = runs.concurrency_key
             AND newer.status IN ('pending', 'running'))
          || ' was active for the same key at the same time; migration 002 kept the newest active run and failed this one'
  WHERE status IN ('pending', 'running')
-   AND id < (SELECT max(newer.id) FROM runs AS newer
+   AND id < (SELECT max(newer.id) FROM main.runs AS newer
               WHERE newer.concurrency_key = runs.concurrency_key
                 AND newer.status IN ('pending', 'running'));
 
 -- The planner uses this index only for queries that spell the same condition:
 -- status IN ('pending', 'running'), these literals, in this order.
-CREATE UNIQUE INDEX runs_one_active ON runs (concurrency_key)
+CREATE UNIQUE INDEX main.runs_one_active ON runs (concurrency_key)
  WHERE status IN ('pending', 'running');
 
 RELEASE runs_migration_002;

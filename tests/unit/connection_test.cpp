@@ -247,3 +247,46 @@ TEST(Api, TrustedSchemaOffStillAllowsRunsVersionInAView) {
 }
 
 }  // namespace
+
+TEST(Connection, LoadingAgainFromARunningStatementKeepsTheFirstLoad) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  // SQLite will not replace a function while a statement runs: this second
+  // load fails, and the first one's functions and close hook must stay intact.
+  const std::string load = std::string("SELECT load_extension('") + RUNS_EXTENSION_PATH + "')";
+  EXPECT_EQ(db.error(load, SQLITE_ERROR),
+            "error during initialization: unable to delete/modify user-function due to "
+            "active statements");
+  EXPECT_EQ(db.value("SELECT cancel_run(1)"), "updated");
+  EXPECT_EQ(db.value("SELECT start_run('b')"), "2");
+  EXPECT_GT(statement_count(db.get()), 0);
+  // ~TestDb checks that sqlite3_close() returns SQLITE_OK.
+}
+
+TEST(Connection, ATableNamedLikeTheCloseHookIsRefusedLoudly) {
+  TestDb db;
+  db.exec("CREATE TABLE runs_close_hook(unused)");
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): a table or view named runs_close_hook hides this extension's "
+            "close hook: rename it");
+  EXPECT_EQ(statement_count(db.get()), 0);
+  EXPECT_EQ(count(db, "sqlite_schema"), "1");
+}
+
+TEST(Connection, ATempTableNamedRunsDoesNotTakeTheRealOnesPlace) {
+  TestDb db;
+  db.exec("CREATE TEMP TABLE runs(id INTEGER PRIMARY KEY, scope, status, started_at, "
+          "finished_at, triggered_by, error_message, progress_current, progress_total, "
+          "current_step, created_at)");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  EXPECT_EQ(db.value("SELECT mark_run_running(1)"), "updated");
+  EXPECT_EQ(db.value("SELECT count(*) FROM main.runs WHERE status = 'running'"), "1");
+  EXPECT_EQ(db.value("SELECT count(*) FROM temp.runs"), "0");
+  EXPECT_EQ(db.value("SELECT count(*) FROM temp.pragma_table_info('runs') "
+                     "WHERE name = 'concurrency_key'"),
+            "0");
+  EXPECT_EQ(db.value("SELECT count(*) FROM main.sqlite_schema WHERE name = 'runs_one_active'"),
+            "1");
+}

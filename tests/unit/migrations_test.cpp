@@ -211,7 +211,7 @@ TEST(Migrations, ATableMissingAColumnIsRefusedAndNothingChanges) {
     for (const char* column : kColumns) {
       if (std::string(column) == missing) continue;
       if (!columns.empty()) columns += ", ";
-      columns += column;
+      columns += std::string(column) == "id" ? "id INTEGER PRIMARY KEY" : column;
     }
     db.exec("CREATE TABLE runs (" + columns + ")");
     db.exec("CREATE TABLE app (x)");
@@ -354,3 +354,21 @@ TEST_F(Index, ARawUpdateMakingASecondRunActiveFails) {
 }
 
 }  // namespace
+
+TEST(Migrations, ATableWhoseIdIsNotTheRowidIsRefused) {
+  TestDb db;
+  db.exec("CREATE TABLE runs (id TEXT PRIMARY KEY, scope TEXT NOT NULL, status TEXT, "
+          "started_at TEXT, finished_at TEXT, triggered_by TEXT, error_message TEXT, "
+          "progress_current INTEGER, progress_total INTEGER, current_step TEXT, "
+          "created_at TEXT)");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): migration 001_create_runs failed: table runs exists but its id "
+            "column is not INTEGER PRIMARY KEY: run ids must be rowids");
+  EXPECT_TRUE(dump(db) == before) << "something was written";
+  const ExecResult by_hand = exec_script(db, migration_sql(1));
+  EXPECT_EQ(by_hand.message,
+            "table runs exists but its id column is not INTEGER PRIMARY KEY: run ids must be "
+            "rowids");
+  EXPECT_TRUE(dump(db) == before) << "something was written by hand";
+}
