@@ -1,4 +1,4 @@
-"""The examples of docs/**/*.md print exactly what the docs say they print.
+"""The examples of README.md and docs/**/*.md print exactly what they say they print.
 
 Every ```sql block that is followed (blank lines aside) by a ```text block is an
 example: the sql is piped into `sqlite3 -batch` from the repository's root, with
@@ -16,6 +16,9 @@ What the test changes in an example before running it:
   this run instead, one folder per example, so that tests running in parallel,
   or two checkouts, never share a database file. Any other /tmp path in an
   example is an error: name it /tmp/sqlite-runs-docs-NAME.
+And in what it prints: where the expected output writes the word TIME, every
+timestamp the example prints (2026-11-29T09:21:18.123Z) reads TIME; elsewhere
+timestamps are compared as they are.
 SQLITE3 (default: sqlite3 on PATH) chooses the shell.
 """
 
@@ -38,7 +41,7 @@ FENCE = re.compile(r"^```(\S*)\s*$")
 
 
 def markdown_files():
-    found = []
+    found = [os.path.join(ROOT, "README.md")]
     for folder, _, names in os.walk(DOCS):
         found.extend(os.path.join(folder, n) for n in names if n.endswith(".md"))
     return sorted(found)
@@ -101,6 +104,14 @@ def run_example(sql, workdir):
     return proc.stdout.replace(os.path.join(workdir, "sqlite-runs-docs-"), TMP_PREFIX)
 
 
+TIMESTAMP = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\b")
+
+
+def comparable(actual, expected):
+    """actual, with its timestamps written TIME where expected uses that word."""
+    return TIMESTAMP.sub("TIME", actual) if "TIME" in expected else actual
+
+
 def setUpModule():
     if not EXTENSION:
         raise RuntimeError("RUNS_EXTENSION is not set: set it to the path of the built runs.so")
@@ -133,7 +144,7 @@ class DocExamplesTest(unittest.TestCase):
                 self.assertEqual(stray, [], f"{name}: name /tmp files {TMP_PREFIX}NAME")
                 workdir = os.path.join(self.tmp, str(index))
                 os.mkdir(workdir)
-                actual = run_example(sql, workdir)
+                actual = comparable(run_example(sql, workdir), expected)
                 if actual != expected:
                     diff = "".join(difflib.unified_diff(
                         expected.splitlines(keepends=True), actual.splitlines(keepends=True),
