@@ -327,6 +327,17 @@ TEST(SchemaVersion1, EveryFunctionAsksForTheMigration) {
 
 // ---- read-only databases ------------------------------------------------
 
+// Every function that writes fails with `code` and "name(): " + reason.
+void expect_every_write_refused(const TestDb& db, int code, const std::string& reason) {
+  for (const std::string call :
+       {"start_run('x', 'api', 'new')", "start_run('x')", "runs_migrate()", "mark_run_running(1)",
+        "complete_run(2)", "fail_run(1, 'x')", "cancel_run(1)",
+        "update_run_progress(1, 1, 2, 's')"}) {
+    const std::string name = call.substr(0, call.find('('));
+    EXPECT_EQ(db.error("SELECT " + call, code), name + "(): " + reason);
+  }
+}
+
 class ReadOnly : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -339,19 +350,8 @@ class ReadOnly : public ::testing::Test {
 
   void check_refusals(const TestDb& db) {
     const Rows before = dump(db);
-    const std::string change = "the database is read-only: open it read-write to change runs";
-    EXPECT_EQ(db.error("SELECT start_run('x', 'api', 'new')", SQLITE_READONLY),
-              "start_run(): the database is read-only: open it read-write to change runs");
-    EXPECT_EQ(db.error("SELECT start_run('x')", SQLITE_READONLY),
-              "start_run(): the database is read-only: open it read-write to change runs");
-    EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_READONLY),
-              "runs_migrate(): the database is read-only: open it read-write to change runs");
-    EXPECT_EQ(db.error("SELECT mark_run_running(1)", SQLITE_READONLY), "mark_run_running(): " + change);
-    EXPECT_EQ(db.error("SELECT complete_run(2)", SQLITE_READONLY), "complete_run(): " + change);
-    EXPECT_EQ(db.error("SELECT fail_run(1, 'x')", SQLITE_READONLY), "fail_run(): " + change);
-    EXPECT_EQ(db.error("SELECT cancel_run(1)", SQLITE_READONLY), "cancel_run(): " + change);
-    EXPECT_EQ(db.error("SELECT update_run_progress(1, 1, 2, 's')", SQLITE_READONLY),
-              "update_run_progress(): " + change);
+    expect_every_write_refused(
+        db, SQLITE_READONLY, "the database is read-only: open it read-write to change runs");
     // Reads still work.
     EXPECT_EQ(db.value("SELECT active_run()"), "1");
     EXPECT_EQ(db.value("SELECT active_run('k')"), "2");
@@ -401,14 +401,7 @@ class Busy : public ::testing::Test {
   void TearDown() override { holder.exec("ROLLBACK"); }
 
   void check_refusals() {
-    EXPECT_EQ(db.error("SELECT start_run('x', 'api', 'new')", SQLITE_BUSY), "start_run(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_BUSY), "runs_migrate(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT mark_run_running(1)", SQLITE_BUSY), "mark_run_running(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT complete_run(2)", SQLITE_BUSY), "complete_run(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT fail_run(1, 'x')", SQLITE_BUSY), "fail_run(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT cancel_run(1)", SQLITE_BUSY), "cancel_run(): " + kBusy);
-    EXPECT_EQ(db.error("SELECT update_run_progress(1, 1, 2, 's')", SQLITE_BUSY),
-              "update_run_progress(): " + kBusy);
+    expect_every_write_refused(db, SQLITE_BUSY, kBusy);
     // Readers are not blocked by a reserved lock.
     EXPECT_EQ(db.value("SELECT active_run()"), "1");
     EXPECT_EQ(db.value("SELECT run_status(2)"), "running");
