@@ -21,6 +21,7 @@
 // counts exact. start_run() and the indexed naive pattern also run free (a
 // start barrier, then as fast as the workers go), where only the invariants
 // can be asserted.
+// And runs_migrate() itself: 8 workers migrate one empty database at once.
 // No sleeps, no timing assertions.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -101,13 +102,19 @@ std::string file_text(const std::string& path) {
 enum class Schema {
   kMigration001,  // sql/001_create_runs.sql executed as text: no concurrency_key, no index
   kMigrated,      // SELECT runs_migrate(): both migrations
+  kEmpty,         // nothing at all: no schema, no history triggers
 };
 
-// Creates the database in WAL mode with the schema and the history triggers,
-// and closes it again: no connection is open while workers are spawned.
+// Creates the database in WAL mode with the schema and the history triggers
+// (kEmpty: WAL mode only), and closes it again: no connection is open while
+// workers are spawned.
 void create_database(const std::string& path, Schema schema) {
   const TestDb db(path);
   EXPECT_EQ(db.value("PRAGMA journal_mode = WAL"), "wal");
+  if (schema == Schema::kEmpty) {
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
+    return;
+  }
   if (schema == Schema::kMigration001) {
     db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
     EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1");
@@ -163,7 +170,7 @@ long total(const std::vector<WorkerResult>& results, const std::string& name) {
 }
 
 struct WorkerSpec {
-  std::string mode;  // naive | extension
+  std::string mode;  // naive | extension | migrate
   std::string key;
 };
 
@@ -236,6 +243,8 @@ class Race {
                                       "--iterations", std::to_string(iterations_)};
     if (spec.mode == "extension") {
       args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH, "--key", spec.key});
+    } else if (spec.mode == "migrate") {
+      args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH});
     }
     if (lockstep_) args.emplace_back("--lockstep");
     std::vector<char*> argv;
@@ -317,7 +326,8 @@ class Race {
       return;
     }
     if (!release_all()) return;
-    const long steps = specs.front().mode == "naive" ? 3 : 2;
+    const std::string& mode = specs.front().mode;
+    const long steps = mode == "naive" ? 3 : mode == "extension" ? 2 : 1;
     for (long step = 0; step < iterations_ * steps; ++step) {
       if (!hear_from_all("in lockstep") || !release_all()) return;
     }
@@ -600,6 +610,39 @@ TEST(Race, StartRunTwoKeysLockstepBothActiveAtOnce) {
   EXPECT_EQ(total(out.results, "wins"), 2 * iterations);
   EXPECT_EQ(total(out.results, "refusals"), (kWorkers - 2) * iterations);
   EXPECT_EQ(total(out.results, "busy"), 0);
+}
+
+// runs_migrate() is idempotent and safe when 8 processes call it at once on
+// an empty database (WAL, nothing else): its BEGIN IMMEDIATE lets one of them
+// apply both migrations; the others wait (busy_timeout 5000), find version 2
+// and change nothing. Every worker must return 2 without any error, and the
+// database must hold each migration once. Free-running (right after the start
+// barrier) and in lockstep (one more rendezvous right before the call).
+TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
+  for (const bool lockstep : {false, true}) {
+    SCOPED_TRACE(lockstep ? "lockstep" : "free");
+    TempDir dir;
+    create_database(dir.db(), Schema::kEmpty);
+    const std::vector<WorkerSpec> specs(kWorkers, WorkerSpec{"migrate", ""});
+    const std::vector<WorkerResult> results = Race(dir.db(), 1, lockstep).run(specs);
+    ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      EXPECT_EQ(results[i].exit_code, 0) << "worker " << i;
+      EXPECT_EQ(results[i].output, "migrated=2 errors=0\n") << "worker " << i;
+    }
+    const TestDb db(dir.db());  // opened only after every worker has exited
+    const auto migrations = db.run("SELECT version, name FROM runs_schema_migrations ORDER BY version");
+    ASSERT_EQ(migrations.code, SQLITE_OK) << migrations.message;
+    using Row = std::vector<std::optional<std::string>>;
+    EXPECT_EQ(migrations.rows, (std::vector<Row>{Row{"1", "001_create_runs"}, Row{"2", "002_one_active_run"}}));
+    EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'runs'"), 1);
+    EXPECT_EQ(count(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'concurrency_key'"), 1);
+    EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'runs_one_active'"),
+              1);
+    EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
+    std::cout << "[ race     ] runs_migrate, 8 workers, " << (lockstep ? "lockstep" : "free") << ": ok"
+              << std::endl;
+  }
 }
 
 }  // namespace

@@ -7,10 +7,11 @@
 //
 //   attempts=40 wins=3 refusals=37 unique_errors=0 busy=0 finish_busy=0 errors=0
 //
+// (mode migrate: `migrated=2 errors=0`)
 // and exits 0, or 1 when any call did something the test does not expect
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //
-//   race_worker --db PATH --mode naive|extension --iterations N
+//   race_worker --db PATH --mode naive|extension|migrate --iterations N
 //               [--key KEY] [--extension PATH] [--lockstep]
 //
 // Modes:
@@ -24,6 +25,9 @@
 //              KEY); on success mark_run_running(id) and complete_run(id).
 //              `refusals` counts SQLITE_CONSTRAINT_UNIQUE refusals, `busy`
 //              SQLITE_BUSY.
+//   migrate    loads --extension and calls SELECT runs_migrate() once
+//              (--iterations 1); `migrated` is the version it returned,
+//              `errors` counts any failure (SQLITE_BUSY included).
 //   Finishing steps (to running, to completed) that meet SQLITE_BUSY are
 //   retried, so that no run stays active; `finish_busy` counts the retries.
 //
@@ -33,7 +37,8 @@
 // the parent opens once every worker is ready. With --lockstep it
 // also stops at every step of every iteration: it writes one byte '.' to
 // stdout and waits for one byte on stdin (EOF there aborts with exit 2). The
-// steps are: naive: check | insert | finish; extension: start_run | finish.
+// steps are: naive: check | insert | finish; extension: start_run | finish;
+// migrate: one rendezvous right before runs_migrate().
 // A parent that releases the workers only once all of them have reached the
 // step forces the interleaving "every worker checks, then every worker
 // inserts", which is what the naive pattern cannot survive.
@@ -65,11 +70,12 @@ struct Counts {
   long busy = 0;
   long finish_busy = 0;
   long errors = 0;
+  long migrated = 0;  // mode migrate: the version runs_migrate() returned
 };
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
-               "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension "
+               "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension|migrate "
                "--iterations N [--key KEY] [--extension PATH] [--lockstep]\n",
                problem);
   std::exit(2);
@@ -105,11 +111,14 @@ Options parse(int argc, char** argv) {
     }
   }
   if (options.db.empty()) usage("--db is required");
-  if (options.mode != "naive" && options.mode != "extension") usage("--mode must be naive or extension");
-  if (options.iterations < 0) usage("--iterations is required");
-  if (options.mode == "extension" && options.extension.empty()) {
-    usage("--mode extension needs --extension");
+  if (options.mode != "naive" && options.mode != "extension" && options.mode != "migrate") {
+    usage("--mode must be naive, extension or migrate");
   }
+  if (options.iterations < 0) usage("--iterations is required");
+  if (options.mode != "naive" && options.extension.empty()) {
+    usage(("--mode " + options.mode + " needs --extension").c_str());
+  }
+  if (options.mode == "migrate" && options.iterations != 1) usage("--mode migrate needs --iterations 1");
   return options;
 }
 
@@ -151,7 +160,7 @@ class Worker {
  public:
   explicit Worker(Options options) : options_(std::move(options)) {}
   ~Worker() {
-    for (sqlite3_stmt* stmt : {check_, insert_, to_running_, to_completed_, start_, mark_, complete_}) {
+    for (sqlite3_stmt* stmt : {check_, insert_, to_running_, to_completed_, start_, mark_, complete_, migrate_}) {
       sqlite3_finalize(stmt);
     }
     if (db_ != nullptr && sqlite3_close(db_) != SQLITE_OK) {
@@ -167,7 +176,7 @@ class Worker {
     }
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, 5000);
-    if (options_.mode == "extension") {
+    if (options_.mode != "naive") {
       sqlite3_enable_load_extension(db_, 1);
       char* message = nullptr;
       if (sqlite3_load_extension(db_, options_.extension.c_str(), nullptr, &message) != SQLITE_OK) {
@@ -200,6 +209,10 @@ class Worker {
       to_completed_ = prepare(
           "UPDATE runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
           " WHERE id = ?1 AND status = 'running'");
+    } else if (options_.mode == "migrate") {
+      // Prepared on the empty database; SQLite re-prepares it by itself once
+      // another worker's migration has changed the schema.
+      migrate_ = prepare("SELECT runs_migrate()");
     } else {
       start_ = prepare("SELECT start_run('race', 'race_worker', ?1)");
       if (sqlite3_bind_text(start_, 1, options_.key.c_str(), -1, SQLITE_STATIC) != SQLITE_OK) {
@@ -215,6 +228,8 @@ class Worker {
       ++counts_.attempts;
       if (options_.mode == "naive") {
         naive_iteration();
+      } else if (options_.mode == "migrate") {
+        migrate_iteration();
       } else {
         extension_iteration();
       }
@@ -376,6 +391,20 @@ class Worker {
     rendezvous(options_);
   }
 
+  // SELECT runs_migrate(), right after the start barrier (with --lockstep
+  // after one more rendezvous, so that all workers call it at once). Any
+  // failure, SQLITE_BUSY included, is an error.
+  void migrate_iteration() {
+    rendezvous(options_);
+    int rc = sqlite3_step(migrate_);
+    if (rc == SQLITE_ROW) {
+      counts_.migrated = static_cast<long>(sqlite3_column_int64(migrate_, 0));
+      rc = sqlite3_step(migrate_);
+    }
+    if (rc != SQLITE_DONE) unexpected("runs_migrate", rc);
+    sqlite3_reset(migrate_);
+  }
+
   Options options_;
   Counts counts_;
   sqlite3* db_ = nullptr;
@@ -386,6 +415,7 @@ class Worker {
   sqlite3_stmt* start_ = nullptr;
   sqlite3_stmt* mark_ = nullptr;
   sqlite3_stmt* complete_ = nullptr;
+  sqlite3_stmt* migrate_ = nullptr;
 };
 
 }  // namespace
@@ -411,8 +441,12 @@ int main(int argc, char** argv) {
     worker.run();
     counts = worker.counts();
   }
-  std::printf("attempts=%ld wins=%ld refusals=%ld unique_errors=%ld busy=%ld finish_busy=%ld errors=%ld\n",
-              counts.attempts, counts.wins, counts.refusals, counts.unique_errors, counts.busy,
-              counts.finish_busy, counts.errors);
+  if (options.mode == "migrate") {
+    std::printf("migrated=%ld errors=%ld\n", counts.migrated, counts.errors);
+  } else {
+    std::printf("attempts=%ld wins=%ld refusals=%ld unique_errors=%ld busy=%ld finish_busy=%ld errors=%ld\n",
+                counts.attempts, counts.wins, counts.refusals, counts.unique_errors, counts.busy,
+                counts.finish_busy, counts.errors);
+  }
   return counts.errors == 0 ? 0 : 1;
 }
