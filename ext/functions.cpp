@@ -17,6 +17,7 @@ namespace {
 // Longest accepted texts, in bytes.
 constexpr std::size_t kMaxNameBytes = 1024;             // scope, triggered_by, key, step
 constexpr std::size_t kMaxMessageBytes = 1024 * 1024;  // error_message
+constexpr sqlite3_int64 kMaxLeaseSeconds = 365 * 24 * 60 * 60;
 
 struct Registration {
   const FunctionSpec* spec;
@@ -136,6 +137,18 @@ class Call {
         return result("not_found");
       case Transition::kNotInExpectedState:
         return result("not_in_expected_state");
+      case Transition::kCancelRequested:
+        return result("cancel_requested");
+    }
+  }
+  void result(Heartbeat heartbeat) noexcept {
+    switch (heartbeat) {
+      case Heartbeat::kOk:
+        return result("ok");
+      case Heartbeat::kCancelRequested:
+        return result("cancel_requested");
+      case Heartbeat::kLost:
+        return result("lost");
     }
   }
 
@@ -155,7 +168,17 @@ void start_run(Call& call) {
   const auto triggered_by =
       call.argc() > 1 ? call.text(1, "triggered_by", Empty::kRefused) : "api";
   const auto key = call.argc() > 2 ? call.text(2, "concurrency_key", Empty::kAllowed) : "";
-  call.result(call.store().start_run(scope, triggered_by, key));
+  std::optional<sqlite3_int64> lease_seconds;
+  if (call.argc() > 3 && !call.is_null(3)) {
+    lease_seconds = call.integer(3, "lease_seconds");
+    if (*lease_seconds < 1 || *lease_seconds > kMaxLeaseSeconds) {
+      throw Error(SQLITE_ERROR, "lease_seconds must be between 1 and " +
+                                    std::to_string(kMaxLeaseSeconds) + " (365 days), got " +
+                                    std::to_string(*lease_seconds) +
+                                    "; pass NULL for no time-based expiry");
+    }
+  }
+  call.result(call.store().start_run(scope, triggered_by, key, lease_seconds));
 }
 
 void active_run(Call& call) {
@@ -189,6 +212,16 @@ void update_run_progress(Call& call) {
   call.result(call.store().update_progress(id, progress));
 }
 
+void heartbeat_run(Call& call) { call.result(call.store().heartbeat(call.integer(0, "id"))); }
+
+void reap_stale_runs(Call& call) {
+  std::optional<std::string_view> key;
+  if (call.argc() > 0) key = call.text(0, "concurrency_key", Empty::kAllowed);
+  call.result(call.store().reap_stale_runs(key));
+}
+
+void run_info(Call& call) { call.result(call.store().info(call.integer(0, "id"))); }
+
 void run_status(Call& call) { call.result(call.store().status(call.integer(0, "id"))); }
 
 void runs_migrate(Call& call) {
@@ -202,14 +235,17 @@ constexpr int kDirectOnly = SQLITE_UTF8 | SQLITE_DIRECTONLY;
 constexpr int kPure = SQLITE_UTF8 | SQLITE_INNOCUOUS | SQLITE_DETERMINISTIC;
 
 constexpr FunctionSpec kFunctions[] = {
-    {"start_run", 1, 3, kDirectOnly, start_run},
+    {"start_run", 1, 4, kDirectOnly, start_run},
     {"active_run", 0, 1, kDirectOnly, active_run},
     {"mark_run_running", 1, 1, kDirectOnly, mark_run_running},
     {"complete_run", 1, 1, kDirectOnly, complete_run},
     {"fail_run", 2, 2, kDirectOnly, fail_run},
     {"cancel_run", 1, 1, kDirectOnly, cancel_run},
     {"update_run_progress", 4, 4, kDirectOnly, update_run_progress},
+    {"heartbeat_run", 1, 1, kDirectOnly, heartbeat_run},
+    {"reap_stale_runs", 0, 1, kDirectOnly, reap_stale_runs},
     {"run_status", 1, 1, kDirectOnly, run_status},
+    {"run_info", 1, 1, kDirectOnly, run_info},
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
     {"runs_version", 0, 0, kPure, runs_version},
 };

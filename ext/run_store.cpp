@@ -1,5 +1,10 @@
 #include "run_store.h"
 
+#include <unistd.h>
+
+#include <utility>
+#include <vector>
+
 #include "migrations.h"
 #include "transaction.h"
 
@@ -12,38 +17,107 @@ namespace runs {
 // planner use it.
 namespace {
 
+// The SQL fragments that several statements share.
+#define RUNS_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+// A heartbeat moves the lease's end to lease_seconds from now (a run without
+// lease_seconds keeps whatever end it has).
+#define RUNS_LEASE_FROM_NOW                                   \
+  "CASE WHEN lease_seconds IS NULL THEN lease_expires_at"     \
+  " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || lease_seconds || ' seconds') END"
+// What reading a run's lease needs; read_lease() takes these columns in order.
+#define RUNS_LEASE_COLUMNS                                                       \
+  "id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id," \
+  " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"                 \
+  " lease_expires_at <= " RUNS_NOW
+
 constexpr const char* kSqlText[] = {
     /* kBegin */ "BEGIN IMMEDIATE",
     /* kCommit */ "COMMIT",
     /* kRollback */ "ROLLBACK",
+    /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3)",
     /* kActiveRun */
     "SELECT id FROM main.runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
-    /* kActiveRunDetails */
-    "SELECT id, scope, status, coalesce(started_at, created_at) FROM main.runs"
+    /* kActiveRunLease */
+    "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs"
     " WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
+    /* kActiveRunsLease */
+    "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs WHERE status IN ('pending', 'running')",
+    /* kRunLease */ "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs WHERE id = ?1",
     /* kInsertRun */
-    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at)"
-    " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at, owner_host,"
+    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, heartbeat_at, lease_seconds,"
+    " lease_expires_at)"
+    " VALUES (?1, 'pending', ?2, ?3, " RUNS_NOW ", ?4, ?5, ?6, ?7, ?8, " RUNS_NOW ", ?9,"
+    " CASE WHEN ?9 IS NULL THEN NULL"
+    " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?9 || ' seconds') END)",
     /* kMarkRunning */
-    "UPDATE main.runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'running', started_at = " RUNS_NOW ", owner_host = ?2,"
+    " owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6,"
+    " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
     " WHERE id = ?1 AND status = 'pending'",
     /* kComplete */
-    "UPDATE main.runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'completed', finished_at = " RUNS_NOW
     " WHERE id = ?1 AND status = 'running'",
     /* kFail */
-    "UPDATE main.runs SET status = 'failed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-    " error_message = ?2 WHERE id = ?1 AND status IN ('pending', 'running')",
+    "UPDATE main.runs SET status = 'failed', finished_at = " RUNS_NOW ", error_message = ?2"
+    " WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kCancel */
-    "UPDATE main.runs SET status = 'cancelled', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'cancelled', finished_at = " RUNS_NOW
+    " WHERE id = ?1 AND status IN ('pending', 'running')",
+    /* kCancelRequest */
+    "UPDATE main.runs SET cancel_requested_at = coalesce(cancel_requested_at, " RUNS_NOW ")"
     " WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kProgress */
-    "UPDATE main.runs SET progress_current = ?2, progress_total = ?3, current_step = ?4"
+    "UPDATE main.runs SET progress_current = ?2, progress_total = ?3, current_step = ?4,"
+    " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
     " WHERE id = ?1 AND status IN ('pending', 'running')",
+    /* kHeartbeat */
+    "UPDATE main.runs SET heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
+    " WHERE id = ?1 AND status IN ('pending', 'running')",
+    /* kCancelRequested */ "SELECT cancel_requested_at IS NOT NULL FROM main.runs WHERE id = ?1",
     /* kStatus */ "SELECT status FROM main.runs WHERE id = ?1",
+    /* kRunInfo */
+    "SELECT " RUNS_LEASE_COLUMNS ", json_object('id', id, 'scope', scope, 'status', status,"
+    " 'triggered_by', triggered_by, 'concurrency_key', concurrency_key,"
+    " 'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at,"
+    " 'error_message', error_message, 'progress_current', progress_current,"
+    " 'progress_total', progress_total, 'current_step', current_step,"
+    " 'owner', json(CASE WHEN owner_pid IS NULL THEN NULL ELSE json_object('host', owner_host,"
+    " 'boot_id', owner_boot_id, 'pid_namespace', owner_pid_ns, 'pid', owner_pid,"
+    " 'start_time', owner_start_time) END),"
+    " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
+    " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
+    " FROM main.runs WHERE id = ?1",
 };
 
+#undef RUNS_LEASE_COLUMNS
+#undef RUNS_LEASE_FROM_NOW
+#undef RUNS_NOW
+
+// A run as read through RUNS_LEASE_COLUMNS.
+struct RunLease {
+  sqlite3_int64 id;
+  std::string scope;
+  std::string status;
+  std::string since;
+  Lease lease;
+};
+constexpr int kLeaseColumns = 11;
+
+RunLease read_lease(const Query& row) {
+  RunLease run{row.int64(0), row.text(1), row.text(2), row.text(3), {}};
+  if (!row.is_null(7)) {
+    run.lease.owner = Owner{row.text(4), row.text(5), row.int64(6), row.int64(7), row.int64(8)};
+  }
+  if (!row.is_null(9)) run.lease.lease_expires_at = row.text(9);
+  run.lease.lease_expired = row.int64(10) != 0;
+  return run;
+}
+
+bool is_active(const std::string& status) { return status == "pending" || status == "running"; }
+
 // The schema version the statements above need.
-constexpr int kRequiredSchemaVersion = 2;
+constexpr int kRequiredSchemaVersion = 3;
 
 // 'text' quoted as SQL quotes it, for messages.
 std::string quoted(std::string_view text) {
@@ -90,25 +164,57 @@ int RunStore::schema_version() {
   return static_cast<int>(query.int64(0));
 }
 
+const Owner& RunStore::self() {
+  if (!self_ || self_->pid != getpid()) self_ = liveness_.self();
+  return *self_;
+}
+
+void RunStore::bind_owner(Query& query, int first) {
+  const Owner& owner = self();
+  query.bind(first, std::string_view(owner.host))
+      .bind(first + 1, std::string_view(owner.boot_id))
+      .bind(first + 2, owner.pid_namespace)
+      .bind(first + 3, owner.pid)
+      .bind(first + 4, owner.start_time);
+}
+
 sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view triggered_by,
-                                  std::string_view key) {
+                                  std::string_view key,
+                                  std::optional<sqlite3_int64> lease_seconds) {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  std::optional<std::pair<sqlite3_int64, std::string>> abandoned;
   {
-    Query active(statement(kActiveRunDetails));
+    Query active(statement(kActiveRunLease));
     active.bind(1, key);
     if (active.step()) {
-      std::string message = "run " + std::to_string(active.int64(0)) + " is already active";
-      if (!key.empty()) message += " for concurrency_key " + quoted(key);
-      message += " (scope " + quoted(active.text(1)) + ", status " + quoted(active.text(2)) +
-                 ", since " + active.text(3) +
-                 "): wait for it to finish, or end it with complete_run(), fail_run() or "
-                 "cancel_run()";
-      throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
+      const RunLease run = read_lease(active);
+      auto reason = abandoned_reason(run.lease, self(), liveness_);
+      if (!reason) {
+        std::string message = "run " + std::to_string(run.id) + " is already active";
+        if (!key.empty()) message += " for concurrency_key " + quoted(key);
+        message += " (scope " + quoted(run.scope) + ", status " + quoted(run.status) +
+                   ", since " + run.since +
+                   "): wait for it to finish, or end it with complete_run(), fail_run() or "
+                   "cancel_run()";
+        throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
+      }
+      abandoned.emplace(run.id, std::move(*reason));
     }
   }
-  Query(statement(kInsertRun)).bind(1, scope).bind(2, triggered_by).bind(3, key).run();
+  if (abandoned) {
+    Query(statement(kFail)).bind(1, abandoned->first).bind(2, abandoned->second).run();
+  }
+  Query insert(statement(kInsertRun));
+  insert.bind(1, scope).bind(2, triggered_by).bind(3, key);
+  bind_owner(insert, 4);
+  if (lease_seconds) {
+    insert.bind(9, *lease_seconds);
+  } else {
+    insert.bind_null(9);
+  }
+  insert.run();
   const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
   transaction.commit();
   return id;
@@ -127,7 +233,10 @@ Transition RunStore::outcome(sqlite3_int64 id) {
 }
 
 Transition RunStore::mark_running(sqlite3_int64 id) {
-  Query(statement(kMarkRunning)).bind(1, id).run();
+  Query update(statement(kMarkRunning));
+  update.bind(1, id);
+  bind_owner(update, 2);
+  update.run();
   return outcome(id);
 }
 
@@ -142,8 +251,32 @@ Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
 }
 
 Transition RunStore::cancel(sqlite3_int64 id) {
-  Query(statement(kCancel)).bind(1, id).run();
-  return outcome(id);
+  // Reading the owner and acting on it must be one transaction: the
+  // caller's, if one is open, else one of our own.
+  std::optional<Transaction> transaction;
+  if (sqlite3_get_autocommit(db_) && sqlite3_txn_state(db_, nullptr) == SQLITE_TXN_NONE) {
+    if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+    transaction.emplace(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  }
+  std::optional<RunLease> run;
+  {
+    Query query(statement(kRunLease));
+    query.bind(1, id);
+    if (query.step()) run = read_lease(query);
+  }
+  Transition result = Transition::kNotFound;
+  if (run && !is_active(run->status)) {
+    result = Transition::kNotInExpectedState;
+  } else if (run) {
+    // At once unless the owner is another process that may still be working.
+    const bool at_once = run->status == "pending" || !run->lease.owner ||
+                         same_process(*run->lease.owner, self()) ||
+                         abandoned_reason(run->lease, self(), liveness_);
+    Query(statement(at_once ? kCancel : kCancelRequest)).bind(1, id).run();
+    result = at_once ? Transition::kUpdated : Transition::kCancelRequested;
+  }
+  if (transaction) transaction->commit();
+  return result;
 }
 
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
@@ -158,10 +291,64 @@ Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress)
   return outcome(id);
 }
 
+Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
+  Query(statement(kHeartbeat)).bind(1, id).run();
+  if (sqlite3_changes(db_) == 0) return Heartbeat::kLost;
+  // Read after the write, so a request recorded before it is seen now.
+  Query requested(statement(kCancelRequested));
+  requested.bind(1, id);
+  return requested.step() && requested.int64(0) != 0 ? Heartbeat::kCancelRequested
+                                                      : Heartbeat::kOk;
+}
+
+sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
+  Transaction::require_standalone(db_);
+  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  std::vector<std::pair<sqlite3_int64, std::string>> abandoned;
+  {
+    Query active(statement(key ? kActiveRunLease : kActiveRunsLease));
+    if (key) active.bind(1, *key);
+    while (active.step()) {
+      const RunLease run = read_lease(active);
+      if (auto reason = abandoned_reason(run.lease, self(), liveness_)) {
+        abandoned.emplace_back(run.id, std::move(*reason));
+      }
+    }
+  }
+  for (const auto& [id, reason] : abandoned) {
+    Query(statement(kFail)).bind(1, id).bind(2, reason).run();
+  }
+  transaction.commit();
+  return static_cast<sqlite3_int64>(abandoned.size());
+}
+
 std::optional<std::string> RunStore::status(sqlite3_int64 id) {
   Query query(statement(kStatus));
   query.bind(1, id);
   if (!query.step()) return std::nullopt;
+  return query.text(0);
+}
+
+std::optional<std::string> RunStore::info(sqlite3_int64 id) {
+  std::string object;
+  std::optional<std::string> reason;
+  {
+    Query query(statement(kRunInfo));
+    query.bind(1, id);
+    if (!query.step()) return std::nullopt;
+    const RunLease run = read_lease(query);
+    object = query.text(kLeaseColumns);
+    if (is_active(run.status)) reason = abandoned_reason(run.lease, self(), liveness_);
+  }
+  Query query(statement(kAddStaleness));
+  query.bind(1, object).bind(2, std::string_view(reason ? "true" : "false"));
+  if (reason) {
+    query.bind(3, *reason);
+  } else {
+    query.bind_null(3);
+  }
+  query.step();
   return query.text(0);
 }
 

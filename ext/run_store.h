@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "liveness.h"
 #include "statement_cache.h"
 
 namespace runs {
@@ -14,6 +15,14 @@ enum class Transition {
   kUpdated,             // the run was in the expected state and changed
   kNotFound,            // no run has this id
   kNotInExpectedState,  // the run exists in another state (e.g. a lost race)
+  kCancelRequested,     // cancel_run(): the owner, alive elsewhere, is asked to stop
+};
+
+// What heartbeat_run() found.
+enum class Heartbeat {
+  kOk,               // the run is active; its lease is extended
+  kCancelRequested,  // the same, and someone asked the run to stop
+  kLost,             // the run is not active (finished, reclaimed, unknown)
 };
 
 struct Progress {
@@ -27,19 +36,28 @@ struct Progress {
 // and leaves the connection in autocommit if it was there before.
 class RunStore {
  public:
-  explicit RunStore(sqlite3* db) noexcept : db_(db), statements_(db) {}
+  explicit RunStore(sqlite3* db, const Liveness& liveness = system_liveness()) noexcept
+      : db_(db), liveness_(liveness), statements_(db) {}
 
-  // In one BEGIN IMMEDIATE transaction of its own: refuses when `key` has an
-  // active run (SQLITE_CONSTRAINT_UNIQUE), else inserts a pending run.
+  // In one BEGIN IMMEDIATE transaction of its own: when `key` has an active
+  // run, fails it if it is abandoned and else refuses
+  // (SQLITE_CONSTRAINT_UNIQUE); then inserts a pending run owned by the
+  // calling process, with a lease of `lease_seconds` if given.
   sqlite3_int64 start_run(std::string_view scope, std::string_view triggered_by,
-                          std::string_view key);
+                          std::string_view key, std::optional<sqlite3_int64> lease_seconds);
   std::optional<sqlite3_int64> active_run(std::string_view key);
   Transition mark_running(sqlite3_int64 id);
   Transition complete(sqlite3_int64 id);
   Transition fail(sqlite3_int64 id, std::string_view message);
   Transition cancel(sqlite3_int64 id);
   Transition update_progress(sqlite3_int64 id, const Progress& progress);
+  Heartbeat heartbeat(sqlite3_int64 id);
+  // Fails every abandoned active run (of `key` only, if given) in one
+  // BEGIN IMMEDIATE transaction; returns how many.
+  sqlite3_int64 reap_stale_runs(std::optional<std::string_view> key);
   std::optional<std::string> status(sqlite3_int64 id);
+  // The run as one JSON object, with its owner and whether it is abandoned.
+  std::optional<std::string> info(sqlite3_int64 id);
   // Applies every pending migration in one BEGIN IMMEDIATE transaction;
   // returns the schema version reached.
   int migrate();
@@ -52,15 +70,22 @@ class RunStore {
     kBegin,
     kCommit,
     kRollback,
+    kAddStaleness,
     kActiveRun,  // the first statement that needs the runs schema
-    kActiveRunDetails,
+    kActiveRunLease,
+    kActiveRunsLease,
+    kRunLease,
     kInsertRun,
     kMarkRunning,
     kComplete,
     kFail,
     kCancel,
+    kCancelRequest,
     kProgress,
+    kHeartbeat,
+    kCancelRequested,
     kStatus,
+    kRunInfo,
     kSqlCount,
     kFirstRunSql = kActiveRun,
   };
@@ -70,9 +95,15 @@ class RunStore {
   // The highest version in runs_schema_migrations; 0 when it does not exist.
   // Prepared anew on each call: it runs once per connection, and in migrate().
   int schema_version();
+  // The calling process, read once per connection (again after a fork).
+  const Owner& self();
+  // Binds the calling process to parameters first..first+4.
+  void bind_owner(Query& query, int first);
 
   sqlite3* db_;
+  const Liveness& liveness_;
   StatementCache statements_;
+  std::optional<Owner> self_;
   bool schema_verified_ = false;
 };
 

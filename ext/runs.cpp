@@ -4,32 +4,41 @@
 ** Load it and migrate the database once:
 **
 **   .load ./build/runs                      -- sqlite3 shell; or load_extension()
-**   SELECT runs_migrate();                  -- 2: schema version reached
+**   SELECT runs_migrate();                  -- 3: schema version reached
 **
 ** Then run the lifecycle in SQL, each call a statement of its own:
 **
 **   SELECT start_run('full');               -- 1: id of the new pending run
 **   SELECT start_run('full');               -- error: run 1 is already active ...
 **   SELECT active_run();                    -- 1
-**   SELECT mark_run_running(1);             -- 'updated'
+**   SELECT mark_run_running(1);             -- 'updated'; this process owns it
 **   SELECT update_run_progress(1, 5, 10, 'extract');
+**   SELECT heartbeat_run(1);                -- 'ok', 'cancel_requested' or 'lost'
 **   SELECT complete_run(1);                 -- 'updated'
 **   SELECT run_status(1);                   -- 'completed'
 **
 ** Functions (docs/functions/ has a page for each):
 **
-**   start_run(scope [, triggered_by [, concurrency_key]])  -> id
-**       In one BEGIN IMMEDIATE transaction of its own: refuses with
-**       SQLITE_CONSTRAINT when the key already has an active (pending or
-**       running) run, else inserts a pending run and commits. Must be a
-**       statement of its own: not inside BEGIN ... COMMIT, not with FROM.
+**   start_run(scope [, triggered_by [, concurrency_key [, lease_seconds]]])
+**       -> id. In one BEGIN IMMEDIATE transaction of its own: when the key
+**       has an active (pending or running) run, fails that run if its owner
+**       is gone (same host: the process died or its pid was reused; any
+**       host: the lease expired) and else refuses with SQLITE_CONSTRAINT;
+**       then inserts a pending run owned by the calling process and commits.
+**       Must be a statement of its own: not inside BEGIN ... COMMIT, not
+**       with FROM.
 **   active_run([concurrency_key])            -> id or NULL
-**   mark_run_running(id)                     pending -> running
+**   mark_run_running(id)                     pending -> running; caller owns it
 **   complete_run(id)                         running -> completed
 **   fail_run(id, error_message)              pending/running -> failed
-**   cancel_run(id)                           pending/running -> cancelled
+**   cancel_run(id)                           pending/running -> cancelled, or
+**       'cancel_requested' when the owner is alive in another process: it
+**       confirms with its own cancel_run(id) after heartbeat_run() told it.
 **   update_run_progress(id, current, total, current_step)   while active
 **       Each returns 'updated', 'not_found' or 'not_in_expected_state'.
+**   heartbeat_run(id)                        'ok', 'cancel_requested', 'lost'
+**   reap_stale_runs([concurrency_key])       -> how many abandoned runs failed
+**   run_info(id)                             -> JSON: the run, owner, staleness
 **   run_status(id)                           -> status or NULL
 **   runs_migrate()                           -> schema version
 **   runs_version()                           -> 'vX.Y.Z'
@@ -40,8 +49,9 @@
 **
 ** The code, top down: this file (entry point and registration),
 ** functions.cpp (argument checks and results), run_store.cpp (every SQL
-** statement), statement.h / transaction.h / statement_cache.h (RAII over the
-** C API), close_hook.cpp (frees the cached statements at sqlite3_close()).
+** statement), liveness.cpp (who owns a run, and whether it still lives),
+** statement.h / transaction.h / statement_cache.h (RAII over the C API),
+** close_hook.cpp (frees the cached statements at sqlite3_close()).
 */
 #include <memory>
 #include <new>

@@ -50,6 +50,7 @@ class Query {
 
   sqlite3_int64 int64(int column) const noexcept;
   std::string text(int column) const;
+  bool is_null(int column) const noexcept;
 
  private:
   sqlite3_stmt* stmt_;

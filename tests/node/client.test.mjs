@@ -43,7 +43,7 @@ function value(db, sql, ...args) {
 }
 function migrated(file, options) {
   const db = open(file, options);
-  assert.equal(value(db, 'SELECT runs_migrate()'), 2);
+  assert.equal(value(db, 'SELECT runs_migrate()'), 3);
   return db;
 }
 // Asserts that running sql throws a SqliteError with this code and message.
@@ -67,8 +67,8 @@ describe('lifecycle', () => {
   test('migrate, start, refuse a second run, transitions, finish', () => {
     const db = open();
     assert.equal(value(db, 'SELECT runs_version()'), 'v0.1.0');
-    assert.equal(value(db, 'SELECT runs_migrate()'), 2);
-    assert.equal(value(db, 'SELECT runs_migrate()'), 2);
+    assert.equal(value(db, 'SELECT runs_migrate()'), 3);
+    assert.equal(value(db, 'SELECT runs_migrate()'), 3);
     assert.equal(value(db, 'SELECT active_run()'), null);
 
     const id = value(db, 'SELECT start_run(?)', 'full');
@@ -125,7 +125,7 @@ describe('lifecycle', () => {
   test('BigInt ids and counts', () => {
     const db = open();
     db.defaultSafeIntegers(true);
-    assert.equal(value(db, 'SELECT runs_migrate()'), 2n);
+    assert.equal(value(db, 'SELECT runs_migrate()'), 3n);
     const id = value(db, "SELECT start_run('full', 'cron')");
     assert.equal(id, 1n);
     assert.equal(value(db, 'SELECT active_run()'), 1n);

@@ -64,7 +64,7 @@ class ClientTestCase(unittest.TestCase):
 
     def migrated(self, **kwargs):
         conn = self.open(**kwargs)
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 2)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
         return conn
 
 
@@ -72,12 +72,12 @@ class LifecycleTest(ClientTestCase):
     def test_migrate_start_refuse_and_finish(self):
         conn = self.open()
         self.assertEqual(value(conn, "SELECT runs_version()"), "v0.1.0")
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 2)
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 2)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
         self.assertEqual(
             conn.execute("SELECT version, name FROM runs_schema_migrations ORDER BY version")
             .fetchall(),
-            [(1, "001_create_runs"), (2, "002_one_active_run")])
+            [(1, "001_create_runs"), (2, "002_one_active_run"), (3, "003_run_owners")])
         self.assertIsNone(value(conn, "SELECT active_run()"))
 
         run_id = value(conn, "SELECT start_run(?)", "full")

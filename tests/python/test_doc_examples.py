@@ -16,9 +16,20 @@ What the test changes in an example before running it:
   this run instead, one folder per example, so that tests running in parallel,
   or two checkouts, never share a database file. Any other /tmp path in an
   example is an error: name it /tmp/sqlite-runs-docs-NAME.
-And in what it prints: where the expected output writes the word TIME, every
-timestamp the example prints (2026-11-29T09:21:18.123Z) reads TIME; elsewhere
-timestamps are compared as they are.
+And in what it prints:
+- where the expected output writes the word TIME, every timestamp the example
+  prints (2026-11-29T09:21:18.123Z) reads TIME; elsewhere timestamps are
+  compared as they are;
+- where the expected output writes the word PID, what identifies the owning
+  process, which differs per machine and per run, reads as a name: in the JSON
+  of run_info(), the values of "boot_id", "pid_namespace", "pid" and
+  "start_time" read "BOOT_ID", PID_NS, PID and START_TIME, and "host" reads
+  "HOST" when it is this machine's host name; in messages, "owner process 1234
+  on <this machine's host name>" reads "owner process PID on HOST" (another
+  host name, such as one an example writes into owner_host, stays as it is,
+  after "owner process PID on").
+The words are matched whole: START_TIME alone does not turn on TIME, PID_NS
+alone does not turn on PID.
 SQLITE3 (default: sqlite3 on PATH) chooses the shell.
 """
 
@@ -26,6 +37,7 @@ import difflib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -105,11 +117,27 @@ def run_example(sql, workdir):
 
 
 TIMESTAMP = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\b")
+HOST = socket.gethostname()
+OWNER_JSON = [(re.compile(r'"boot_id":"[^"]*"'), '"boot_id":"BOOT_ID"'),
+              (re.compile(r'"pid_namespace":\d+'), '"pid_namespace":PID_NS'),
+              (re.compile(r'"pid":\d+'), '"pid":PID'),
+              (re.compile(r'"start_time":\d+'), '"start_time":START_TIME'),
+              (re.compile(r'"host":"' + re.escape(HOST) + '"'), '"host":"HOST"')]
+OWNER_TEXT = re.compile(r"owner process \d+ on (\S+?)(?=[)\s\"]|$)", re.M)
 
 
 def comparable(actual, expected):
-    """actual, with its timestamps written TIME where expected uses that word."""
-    return TIMESTAMP.sub("TIME", actual) if "TIME" in expected else actual
+    """actual, with timestamps written TIME and owner identities written PID,
+    HOST, ... where expected uses the words TIME and PID."""
+    if re.search(r"\bTIME\b", expected):
+        actual = TIMESTAMP.sub("TIME", actual)
+    if re.search(r"\bPID\b", expected):
+        for pattern, name in OWNER_JSON:
+            actual = pattern.sub(name, actual)
+        actual = OWNER_TEXT.sub(
+            lambda m: "owner process PID on " + ("HOST" if m.group(1) == HOST else m.group(1)),
+            actual)
+    return actual
 
 
 def setUpModule():

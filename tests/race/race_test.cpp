@@ -13,8 +13,10 @@
 //
 // Three patterns:
 //   (a) naive check-then-insert, schema of migration 001 only: overlaps happen.
-//   (b) the same with migration 002's partial unique index: none; the losers
-//       get SQLITE_CONSTRAINT_UNIQUE.
+//   (b) the same with migration 002's partial unique index alone: none; the
+//       losers get SQLITE_CONSTRAINT_UNIQUE. And with every migration
+//       (runs_migrate()): none; migration 003's BEFORE INSERT trigger refuses
+//       the losers first, with SQLITE_CONSTRAINT_TRIGGER.
 //   (c) start_run() of the extension: none, with one key or two.
 // In lockstep the parent releases every step of every iteration only once all
 // workers reached it, which forces "all check, then all insert" and makes the
@@ -39,57 +41,27 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <random>
+#include <set>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
 #include "test_db.h"
 
 extern char** environ;
 
 namespace {
 
+using runs_test::TempDir;
 using runs_test::TestDb;
 
 constexpr int kWorkers = 8;
 // A generous guard against a hung worker, not a timing assertion: waiting
 // longer than this for a worker's byte kills the workers and fails the test.
 constexpr int kHangGuardMs = 120'000;
-
-// A mkdtemp directory holding the database, removed with its files.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                          "/runs-race-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    if (mkdtemp(buffer.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);
-      return;
-    }
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    if (path_.empty()) return;
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-      const std::string file = db() + suffix;
-      if (unlink(file.c_str()) != 0 && errno != ENOENT) {
-        ADD_FAILURE() << "unlink " << file << ": " << std::strerror(errno);
-      }
-    }
-    if (rmdir(path_.c_str()) != 0) ADD_FAILURE() << "rmdir " << path_ << ": " << std::strerror(errno);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string db() const { return path_ + "/race.db"; }
-
- private:
-  std::string path_;
-};
 
 std::string file_text(const std::string& path) {
   std::ifstream in(path);
@@ -101,7 +73,8 @@ std::string file_text(const std::string& path) {
 
 enum class Schema {
   kMigration001,  // sql/001_create_runs.sql executed as text: no concurrency_key, no index
-  kMigrated,      // SELECT runs_migrate(): both migrations
+  kMigration002,  // sql/001 and sql/002 executed as text: the partial unique index, no triggers
+  kMigrated,      // SELECT runs_migrate(): every migration, the index and migration 003's triggers
   kEmpty,         // nothing at all: no schema, no history triggers
 };
 
@@ -119,9 +92,16 @@ void create_database(const std::string& path, Schema schema) {
     db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
     EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1");
     EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'concurrency_key'"), "0");
-  } else {
-    EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  } else if (schema == Schema::kMigration002) {
+    db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
+    db.exec(file_text(RUNS_SOURCE_DIR "/sql/002_one_active_run.sql"));
+    EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1,2");
     EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), "0");
+  } else {
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), runs_test::kLatestSchemaVersion);
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_insert_guard'"), "1");
   }
   const std::string key = schema == Schema::kMigration001 ? "''" : "new.concurrency_key";
   db.exec(
@@ -427,7 +407,8 @@ void expect_consistent(const TestDb& db, const std::vector<WorkerResult>& result
     ASSERT_EQ(c.count("attempts"), 1u) << "worker " << i << " printed: " << results[i].output;
     EXPECT_EQ(c.at("errors"), 0) << "worker " << i;
     EXPECT_EQ(c.at("attempts"), iterations) << "worker " << i;
-    EXPECT_EQ(c.at("wins") + c.at("refusals") + c.at("unique_errors") + c.at("busy"), c.at("attempts"))
+    EXPECT_EQ(c.at("wins") + c.at("refusals") + c.at("unique_errors") + c.at("trigger_errors") + c.at("busy"),
+              c.at("attempts"))
         << "worker " << i << ": " << results[i].output;
   }
   const long wins = total(results, "wins");
@@ -452,7 +433,8 @@ void report(const char* name, const std::vector<WorkerResult>& results, const Re
             std::chrono::steady_clock::duration elapsed) {
   std::ostringstream line;
   line << name << ": wins=" << total(results, "wins") << " refusals=" << total(results, "refusals")
-       << " unique_errors=" << total(results, "unique_errors") << " busy=" << total(results, "busy")
+       << " unique_errors=" << total(results, "unique_errors")
+       << " trigger_errors=" << total(results, "trigger_errors") << " busy=" << total(results, "busy")
        << " finish_busy=" << total(results, "finish_busy");
   for (const auto& [key, max] : history.max_active) {
     line << " key'" << key << "':max_active=" << max << ",overlaps="
@@ -468,7 +450,7 @@ struct Outcome {
   std::vector<WorkerResult> results;
   Replay history;
   std::map<std::string, long> wins_of_key;  // reported by the workers
-  std::map<std::string, long> runs_of_key;  // rows in runs (migrated schema only)
+  std::map<std::string, long> runs_of_key;  // rows in runs (schemas with concurrency_key only)
 };
 
 // Creates a database, races kWorkers workers on it and replays the history.
@@ -490,7 +472,7 @@ Outcome race(const char* name, Schema schema, const std::string& mode, long iter
       const auto wins = outcome.results[i].counts.find("wins");
       outcome.wins_of_key[specs[i].key] += wins != outcome.results[i].counts.end() ? wins->second : 0;
     }
-    if (schema == Schema::kMigrated) {
+    if (schema != Schema::kMigration001) {
       const auto rows = db.run("SELECT concurrency_key, count(*) FROM runs GROUP BY 1");
       EXPECT_EQ(rows.code, SQLITE_OK) << rows.message;
       for (const auto& row : rows.rows) {
@@ -521,21 +503,40 @@ TEST(Race, NaiveCheckThenInsertOverlaps) {
   EXPECT_EQ(total(out.results, "wins"), kWorkers * iterations);
   EXPECT_EQ(total(out.results, "refusals"), 0);
   EXPECT_EQ(total(out.results, "unique_errors"), 0);
+  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
   EXPECT_EQ(total(out.results, "busy"), 0);
 }
 
-// (b) The same naive workers, same lockstep, after runs_migrate(): the partial
-// unique index refuses the second active run. Every iteration all 8 check and
-// see none, all 8 insert, exactly one gets through and 7 get
+// (b) The same naive workers, same lockstep, on migrations 001 and 002 only:
+// the partial unique index refuses the second active run. Every iteration all
+// 8 check and see none, all 8 insert, exactly one gets through and 7 get
 // SQLITE_CONSTRAINT_UNIQUE: the failed check costs an error, not an overlap.
 TEST(Race, NaiveCheckThenInsertWithIndexNeverOverlaps) {
   const long iterations = 50;
-  Outcome out = race("naive, migrated, lockstep", Schema::kMigrated, "naive", iterations, true,
-                           one_key);
+  Outcome out = race("naive, migration 002, lockstep", Schema::kMigration002, "naive", iterations,
+                     true, one_key);
   EXPECT_EQ(max_active(out.history, ""), 1);
   EXPECT_EQ(overlaps(out.history, ""), 0);
   EXPECT_EQ(total(out.results, "wins"), iterations);
   EXPECT_EQ(total(out.results, "unique_errors"), (kWorkers - 1) * iterations);
+  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
+  EXPECT_EQ(total(out.results, "refusals"), 0);
+  EXPECT_EQ(total(out.results, "busy"), 0);
+  EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
+}
+
+// (b) The same after runs_migrate(): migration 003's BEFORE INSERT trigger,
+// which runs inside the INSERT's write transaction, refuses the 7 losers of
+// every iteration with SQLITE_CONSTRAINT_TRIGGER before the index is reached.
+TEST(Race, NaiveCheckThenInsertWithTriggersNeverOverlaps) {
+  const long iterations = 50;
+  Outcome out = race("naive, migrated, lockstep", Schema::kMigrated, "naive", iterations, true,
+                     one_key);
+  EXPECT_EQ(max_active(out.history, ""), 1);
+  EXPECT_EQ(overlaps(out.history, ""), 0);
+  EXPECT_EQ(total(out.results, "wins"), iterations);
+  EXPECT_EQ(total(out.results, "trigger_errors"), (kWorkers - 1) * iterations);
+  EXPECT_EQ(total(out.results, "unique_errors"), 0);
   EXPECT_EQ(total(out.results, "refusals"), 0);
   EXPECT_EQ(total(out.results, "busy"), 0);
   EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
@@ -546,8 +547,8 @@ TEST(Race, NaiveCheckThenInsertWithIndexNeverOverlaps) {
 // handful in thousands of attempts on 2 cores; the lockstep test counts them.)
 TEST(Race, NaiveCheckThenInsertWithIndexFreeNeverOverlaps) {
   const long iterations = 1000;
-  Outcome out = race("naive, migrated, free", Schema::kMigrated, "naive", iterations, false,
-                           one_key);
+  Outcome out = race("naive, migration 002, free", Schema::kMigration002, "naive", iterations,
+                     false, one_key);
   EXPECT_EQ(max_active(out.history, ""), 1);
   EXPECT_EQ(overlaps(out.history, ""), 0);
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
@@ -562,6 +563,7 @@ TEST(Race, StartRunNeverOverlaps) {
   EXPECT_EQ(max_active(out.history, ""), 1);
   EXPECT_EQ(overlaps(out.history, ""), 0);
   EXPECT_EQ(total(out.results, "unique_errors"), 0);
+  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
 }
 
@@ -614,9 +616,9 @@ TEST(Race, StartRunTwoKeysLockstepBothActiveAtOnce) {
 
 // runs_migrate() is idempotent and safe when 8 processes call it at once on
 // an empty database (WAL, nothing else): its BEGIN IMMEDIATE lets one of them
-// apply both migrations; the others wait (busy_timeout 5000), find version 2
-// and change nothing. Every worker must return 2 without any error, and the
-// database must hold each migration once. Free-running (right after the start
+// apply every migration; the others wait (busy_timeout 5000), find the latest
+// version (3) and change nothing. Every worker must return 3 without any
+// error, and the database must hold each migration once. Free-running (right after the start
 // barrier) and in lockstep (one more rendezvous right before the call).
 TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
   for (const bool lockstep : {false, true}) {
@@ -628,21 +630,286 @@ TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
     ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
     for (std::size_t i = 0; i < results.size(); ++i) {
       EXPECT_EQ(results[i].exit_code, 0) << "worker " << i;
-      EXPECT_EQ(results[i].output, "migrated=2 errors=0\n") << "worker " << i;
+      EXPECT_EQ(results[i].output, std::string("migrated=") + runs_test::kLatestSchemaVersion + " errors=0\n")
+          << "worker " << i;
     }
     const TestDb db(dir.db());  // opened only after every worker has exited
     const auto migrations = db.run("SELECT version, name FROM runs_schema_migrations ORDER BY version");
     ASSERT_EQ(migrations.code, SQLITE_OK) << migrations.message;
     using Row = std::vector<std::optional<std::string>>;
-    EXPECT_EQ(migrations.rows, (std::vector<Row>{Row{"1", "001_create_runs"}, Row{"2", "002_one_active_run"}}));
+    EXPECT_EQ(migrations.rows, (std::vector<Row>{Row{"1", "001_create_runs"}, Row{"2", "002_one_active_run"},
+                                                 Row{"3", "003_run_owners"}}));
     EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'runs'"), 1);
     EXPECT_EQ(count(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'concurrency_key'"), 1);
+    EXPECT_EQ(count(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'owner_pid'"), 1);
+    EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'runs'"), 3);
     EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'runs_one_active'"),
               1);
     EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
     std::cout << "[ race     ] runs_migrate, 8 workers, " << (lockstep ? "lockstep" : "free") << ": ok"
               << std::endl;
   }
+}
+
+// ---- killed workers -------------------------------------------------------
+//
+// churn_worker processes start and finish runs on the default key as fast as
+// they can, while the parent kills them with SIGKILL at random moments (right
+// after a worker says it started a run, so that the owner of an active run
+// dies; or any worker at any moment: inside start_run(), inside a commit,
+// between statements) and starts a fresh worker for each one killed. The seed
+// is printed; RUNS_KILL_SEED replays one.
+//   functions: the extension. The invariant holds throughout, every run a
+//              killed worker left active is reclaimed, none is lost.
+//   hand:      the same lifecycle by hand, with BEGIN IMMEDIATE: correct
+//              while nobody dies, but the run of a killed worker stays
+//              active, and every later start is refused: the key is wedged.
+
+struct KillRace {
+  std::set<long long> told_started;   // "S id" lines
+  std::set<long long> completed;      // "C id" lines
+  std::set<long long> owner_killed;   // runs whose worker was killed right after "S id"
+  std::set<pid_t> killed;
+  long kills = 0;
+  long workers = 0;
+};
+
+class Churn {
+ public:
+  Churn(std::string db, std::string mode, long iterations)
+      : db_(std::move(db)), mode_(std::move(mode)), iterations_(iterations) {}
+
+  // Runs `parallel` workers at a time; `kill_budget` kills in all. A worker is
+  // killed right after its "S" line with probability 1/kill_after_start (the
+  // first `forced` such lines always), and a random worker after a "C" line
+  // with probability 1/kill_after_complete (0: never).
+  KillRace run(int parallel, long kill_budget, int kill_after_start, int kill_after_complete,
+               long forced, unsigned seed) {
+    std::mt19937 random(seed);
+    KillRace out;
+    // Belt and braces: a write to a worker that died must fail, not kill us.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    struct sigaction previous {};
+    sigaction(SIGPIPE, &ignore, &previous);
+    for (int i = 0; i < parallel; ++i) spawn(out);
+    long starts = 0;
+    while (!workers_.empty()) {
+      std::vector<pollfd> fds;
+      for (const Worker& worker : workers_) fds.push_back(pollfd{worker.out, POLLIN, 0});
+      // A hang guard, not synchronisation.
+      if (poll(fds.data(), fds.size(), kHangGuardMs) <= 0) {
+        ADD_FAILURE() << "no worker made progress: killing them";
+        for (Worker& worker : workers_) kill_worker(worker, out);
+        break;
+      }
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        Worker& worker = workers_[i];
+        char buffer[4096];
+        const ssize_t n = read(worker.out, buffer, sizeof buffer);
+        if (n <= 0) {
+          finish(worker);
+          continue;
+        }
+        worker.pending.append(buffer, static_cast<std::size_t>(n));
+        std::size_t newline;
+        while (worker.pid > 0 && (newline = worker.pending.find('\n')) != std::string::npos) {
+          const std::string line = worker.pending.substr(0, newline);
+          worker.pending.erase(0, newline + 1);
+          if (line.rfind("S ", 0) == 0) {
+            const long long id = std::stoll(line.substr(2));
+            out.told_started.insert(id);
+            ++starts;
+            const bool kill_now =
+                out.kills < kill_budget &&
+                (starts <= forced || std::uniform_int_distribution<int>(1, kill_after_start)(random) == 1);
+            if (kill_now) {
+              out.owner_killed.insert(id);
+              kill_worker(worker, out);
+            } else if (write(worker.in, "g", 1) != 1) {
+              ADD_FAILURE() << "worker " << worker.pid << " does not read";
+            }
+          } else if (line.rfind("C ", 0) == 0) {
+            out.completed.insert(std::stoll(line.substr(2)));
+            if (kill_after_complete > 0 && out.kills < kill_budget &&
+                std::uniform_int_distribution<int>(1, kill_after_complete)(random) == 1) {
+              Worker& victim = workers_[std::uniform_int_distribution<std::size_t>(0, workers_.size() - 1)(random)];
+              kill_worker(victim, out);
+            }
+          } else if (line != "D") {
+            ADD_FAILURE() << "worker " << worker.pid << ": " << line;
+          }
+        }
+      }
+      // Drop the killed and the finished; a fresh worker for each killed.
+      std::erase_if(workers_, [](const Worker& worker) { return worker.pid <= 0; });
+      for (; to_spawn_ > 0; --to_spawn_) spawn(out);
+    }
+    sigaction(SIGPIPE, &previous, nullptr);
+    return out;
+  }
+
+ private:
+  struct Worker {
+    pid_t pid;
+    int in;   // one byte lets the worker go on after "S id"
+    int out;
+    std::string pending;
+  };
+
+  void spawn(KillRace& out) {
+    int fds[2];
+    int in[2];
+    if (pipe2(fds, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+      return;
+    }
+    std::vector<std::string> args = {CHURN_WORKER_PATH, "--db", db_, "--mode", mode_,
+                                     "--iterations", std::to_string(iterations_),
+                                     "--extension", RUNS_EXTENSION_PATH};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, CHURN_WORKER_PATH, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    close(in[0]);
+    if (rc != 0) {
+      ADD_FAILURE() << "posix_spawn: " << std::strerror(rc);
+      close(fds[0]);
+      close(in[1]);
+      return;
+    }
+    ++out.workers;
+    workers_.push_back(Worker{pid, in[1], fds[0], ""});
+  }
+
+  // SIGKILL and reap, so that the pid is free (no zombie) at once.
+  void kill_worker(Worker& worker, KillRace& out) {
+    if (worker.pid <= 0) return;
+    kill(worker.pid, SIGKILL);
+    waitpid(worker.pid, nullptr, 0);
+    out.killed.insert(worker.pid);
+    ++out.kills;
+    ++to_spawn_;
+    close(worker.in);
+    close(worker.out);
+    worker.pid = -1;
+  }
+
+  // End of output: the worker finished; it must have done so cleanly.
+  void finish(Worker& worker) {
+    int status = 0;
+    waitpid(worker.pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "worker " << worker.pid << " ended with status " << status;
+    close(worker.in);
+    close(worker.out);
+    worker.pid = -1;
+  }
+
+  std::string db_;
+  std::string mode_;
+  long iterations_;
+  long to_spawn_ = 0;
+  std::vector<Worker> workers_;
+};
+
+unsigned kill_seed() {
+  const char* fixed = std::getenv("RUNS_KILL_SEED");
+  const unsigned seed = fixed != nullptr ? static_cast<unsigned>(std::strtoul(fixed, nullptr, 10))
+                                         : std::random_device{}();
+  std::cout << "[ race     ] kill seed " << seed << " (RUNS_KILL_SEED=" << seed
+            << " replays it)" << std::endl;
+  ::testing::Test::RecordProperty("kill_seed", std::to_string(seed));
+  return seed;
+}
+
+std::string host_name() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+TEST(Race, KilledOwnersAreReclaimedAndTheInvariantHolds) {
+  const unsigned seed = kill_seed();
+  TempDir dir;
+  create_database(dir.db(), Schema::kMigrated);
+  const KillRace race = Churn(dir.db(), "functions", 60).run(6, 16, 4, 8, 2, seed);
+  const TestDb db(dir.db());  // every worker has exited or was killed
+  db.exec("PRAGMA busy_timeout = 5000");
+  EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(race.kills, 16);
+  EXPECT_GE(race.owner_killed.size(), 2u);
+
+  // The invariant, throughout.
+  const Replay history = replay(db);
+  EXPECT_EQ(max_active(history, ""), 1);
+  EXPECT_EQ(overlaps(history, ""), 0);
+  EXPECT_TRUE(history.anomalies.empty());
+
+  // None lost: every run a worker was told it started exists; every run it
+  // completed is completed.
+  for (const long long id : race.told_started) {
+    EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE id = " + std::to_string(id)), 1) << id;
+  }
+  for (const long long id : race.completed) {
+    EXPECT_EQ(db.value("SELECT status FROM runs WHERE id = " + std::to_string(id)), "completed") << id;
+  }
+
+  // Every run still active belongs to a killed worker; reaping takes them all.
+  const long long left_active = count(db, "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')");
+  EXPECT_EQ(count(db, "SELECT reap_stale_runs()"), left_active);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')"), 0);
+
+  // Every run is completed, or failed as abandoned by a killed owner.
+  const auto failed = db.run("SELECT id, owner_pid, error_message FROM runs WHERE status <> 'completed'");
+  ASSERT_EQ(failed.code, SQLITE_OK) << failed.message;
+  for (const auto& row : failed.rows) {
+    const pid_t owner = static_cast<pid_t>(std::stol(row[1].value_or("0")));
+    EXPECT_EQ(race.killed.count(owner), 1u) << "run " << *row[0] << " of a worker never killed";
+    const std::string gone = "abandoned: owner process " + std::to_string(owner) + " on " + host_name() + " is gone";
+    const std::string message = row[2].value_or("");
+    EXPECT_TRUE(message == gone || message == gone + " (the pid now belongs to another process)")
+        << "run " << *row[0] << ": " << message;
+  }
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status NOT IN ('completed', 'failed')"), 0);
+  // Each run whose owner was killed while it was surely active (the worker
+  // waited after "S id") was reclaimed, and runs were started after it: the
+  // key was never wedged.
+  for (const long long id : race.owner_killed) {
+    EXPECT_EQ(db.value("SELECT status FROM runs WHERE id = " + std::to_string(id)), "failed") << id;
+    EXPECT_GE(count(db, "SELECT count(*) FROM runs WHERE id > " + std::to_string(id)), 1) << id;
+  }
+  std::cout << "[ race     ] functions, kills: workers=" << race.workers << " kills=" << race.kills
+            << " owners_killed=" << race.owner_killed.size() << " runs=" << count(db, "SELECT count(*) FROM runs")
+            << " completed=" << race.completed.size()
+            << " reclaimed=" << count(db, "SELECT count(*) FROM runs WHERE status = 'failed'") << std::endl;
+}
+
+TEST(Race, KilledOwnersWedgeTheHandWrittenPattern) {
+  TempDir dir;
+  create_database(dir.db(), Schema::kMigrated);
+  // One kill, right after the first start.
+  const KillRace race = Churn(dir.db(), "hand", 40).run(4, 1, 1, 0, 1, 0);
+  ASSERT_EQ(race.owner_killed.size(), 1u);
+  const std::string wedged = std::to_string(*race.owner_killed.begin());
+  const TestDb db(dir.db());
+  db.exec("PRAGMA busy_timeout = 5000");
+  EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
+  // The dead worker's run is still active, and no run was started after it:
+  // every later attempt of every worker was refused. Nothing can tell that
+  // its owner is gone, so neither can anything reclaim it.
+  EXPECT_EQ(db.value("SELECT active_run()"), wedged);
+  EXPECT_EQ(db.value("SELECT max(id) FROM runs"), wedged);
+  EXPECT_EQ(db.value("SELECT reap_stale_runs()"), "0");
+  EXPECT_EQ(db.value("SELECT active_run()"), wedged);
 }
 
 }  // namespace

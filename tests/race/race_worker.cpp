@@ -5,9 +5,9 @@
 // busy_timeout 5000) and repeatedly starts and finishes runs. At the end it
 // prints one line of counts to stdout, for example
 //
-//   attempts=40 wins=3 refusals=37 unique_errors=0 busy=0 finish_busy=0 errors=0
+//   attempts=40 wins=3 refusals=37 unique_errors=0 trigger_errors=0 busy=0 finish_busy=0 errors=0
 //
-// (mode migrate: `migrated=2 errors=0`)
+// (mode migrate: `migrated=3 errors=0`)
 // and exits 0, or 1 when any call did something the test does not expect
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //
@@ -20,7 +20,9 @@
 //              pending run, then UPDATE it to running, then to completed.
 //              `refusals` counts checks that saw an active run, `wins`
 //              successful INSERTs, `unique_errors` INSERTs refused by a UNIQUE
-//              index (only with migration 002).
+//              index (migration 002), `trigger_errors` INSERTs refused by
+//              migration 003's BEFORE INSERT trigger (which fires before the
+//              index is checked, so with migration 003 the index never is).
 //   extension  loads --extension and calls SELECT start_run('race', 'race_worker',
 //              KEY); on success mark_run_running(id) and complete_run(id).
 //              `refusals` counts SQLITE_CONSTRAINT_UNIQUE refusals, `busy`
@@ -67,6 +69,7 @@ struct Counts {
   long wins = 0;
   long refusals = 0;
   long unique_errors = 0;
+  long trigger_errors = 0;
   long busy = 0;
   long finish_busy = 0;
   long errors = 0;
@@ -311,6 +314,10 @@ class Worker {
         id = sqlite3_last_insert_rowid(db_);
       } else if (rc == SQLITE_CONSTRAINT_UNIQUE) {
         ++counts_.unique_errors;
+      } else if (rc == SQLITE_CONSTRAINT_TRIGGER &&
+                 std::strcmp(sqlite3_errmsg(db_),
+                             "runs: this concurrency_key already has an active run: end it first") == 0) {
+        ++counts_.trigger_errors;
       } else if ((rc & 0xff) == SQLITE_BUSY) {
         ++counts_.busy;
       } else {
@@ -444,9 +451,11 @@ int main(int argc, char** argv) {
   if (options.mode == "migrate") {
     std::printf("migrated=%ld errors=%ld\n", counts.migrated, counts.errors);
   } else {
-    std::printf("attempts=%ld wins=%ld refusals=%ld unique_errors=%ld busy=%ld finish_busy=%ld errors=%ld\n",
-                counts.attempts, counts.wins, counts.refusals, counts.unique_errors, counts.busy,
-                counts.finish_busy, counts.errors);
+    std::printf(
+        "attempts=%ld wins=%ld refusals=%ld unique_errors=%ld trigger_errors=%ld busy=%ld "
+        "finish_busy=%ld errors=%ld\n",
+        counts.attempts, counts.wins, counts.refusals, counts.unique_errors, counts.trigger_errors,
+        counts.busy, counts.finish_busy, counts.errors);
   }
   return counts.errors == 0 ? 0 : 1;
 }

@@ -97,7 +97,7 @@ SELECT 'progress row', progress_current, progress_total, quote(current_step) FRO
 
 -- Wrong number of arguments: SQLite's own error.
 SELECT 'arity', start_run();
-SELECT 'arity', start_run('a', 'b', 'c', 'd');
+SELECT 'arity', start_run('a', 'b', 'c', 1, 'e');
 SELECT 'arity', fail_run(4);
 SELECT 'arity', update_run_progress(4, 1, 2);
 SELECT 'arity', runs_migrate(1);

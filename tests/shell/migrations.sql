@@ -1,10 +1,10 @@
 -- The migration files in sql/ applied by hand with .read, as
 -- `sqlite3 -bail app.db < sql/001_create_runs.sql` would, and through
 -- runs_migrate(): the schema they create, the database refusing a second
--- active run without the extension, re-application and a wrong order that
--- change nothing, and an existing runs table adopted, with the duplicate
--- active runs that migration 002 repairs. Error lines name lines of the files
--- in sql/.
+-- active run and an illegal status change without the extension,
+-- re-application and a wrong order that change nothing, and an existing runs
+-- table adopted, with the duplicate active runs that migration 002 repairs.
+-- Error lines name lines of the files in sql/.
 .bail on
 .nullvalue NULL
 
@@ -12,12 +12,15 @@
 .open hand.db
 .read SOURCE_DIR/sql/001_create_runs.sql
 .read SOURCE_DIR/sql/002_one_active_run.sql
+.read SOURCE_DIR/sql/003_run_owners.sql
 SELECT 'migrations', version, name, applied_at GLOB '????-??-??T??:??:??.???Z'
   FROM runs_schema_migrations ORDER BY version;
 SELECT 'columns', group_concat(name || ' ' || type || iif("notnull", ' NOT NULL', '')
                                || iif(dflt_value IS NULL, '', ' DEFAULT ' || dflt_value), ', ')
   FROM (SELECT * FROM pragma_table_info('runs') ORDER BY cid);
 SELECT 'index', sql FROM sqlite_schema WHERE name = 'runs_one_active';
+SELECT 'triggers', group_concat(name, ', ')
+  FROM (SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'runs' ORDER BY name);
 SELECT 'temp objects', count(*) FROM temp.sqlite_schema;
 -- The extension finds the schema complete.
 .load EXTENSION
@@ -29,19 +32,22 @@ INSERT INTO runs (scope, concurrency_key, created_at) VALUES ('full', 'k', '2026
 -- From here on, statements fail on purpose, and the shell must go on.
 .bail off
 
--- The index refuses a second active run per key, from any writer.
+-- Migration 003's triggers (and the index under them) refuse a second active
+-- run per key, and the state machine an illegal status change, from any writer.
 INSERT INTO runs (scope, created_at) VALUES ('delta', '2026-01-02T03:04:06.000Z');
 UPDATE runs SET status = 'running' WHERE id = 2;
 UPDATE runs SET concurrency_key = '' WHERE id = 2;
 SELECT 'start_run', start_run('delta');
 SELECT 'active', active_run(), active_run('k');
 UPDATE runs SET status = 'completed' WHERE id = 1;
+UPDATE runs SET status = 'cancelled' WHERE id = 1;
 INSERT INTO runs (scope, created_at) VALUES ('delta', '2026-01-02T03:04:06.000Z');
 SELECT 'runs', id, scope, status, quote(concurrency_key) FROM runs ORDER BY id;
 
 -- Applying a file again rolls it back: the errors change nothing.
 .read SOURCE_DIR/sql/001_create_runs.sql
 .read SOURCE_DIR/sql/002_one_active_run.sql
+.read SOURCE_DIR/sql/003_run_owners.sql
 SELECT 'migrations', version, name FROM runs_schema_migrations ORDER BY version;
 SELECT 'temp objects', count(*) FROM temp.sqlite_schema;
 SELECT 'runs', count(*), sum(status IN ('pending', 'running')) FROM runs;

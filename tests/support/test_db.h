@@ -10,6 +10,9 @@
 
 namespace runs_test {
 
+// What runs_migrate() returns once every migration in sql/ is applied.
+inline constexpr const char* kLatestSchemaVersion = "3";
+
 // The outcome of one statement: its error code and message, or its rows.
 struct Outcome {
   int code = SQLITE_OK;           // primary result code

@@ -22,7 +22,7 @@ void cycle(const TestDb& db, int id) {
 
 TEST(Connection, PreparedStatementsAreCached) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   cycle(db, 1);
   const int after_one = statement_count(db.get());
   EXPECT_GT(after_one, 0);
@@ -40,7 +40,7 @@ TEST(Connection, PreparedStatementsAreCached) {
 
 TEST(Connection, FailuresDoNotLeakStatements) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('s')"), "1");
   const int before = statement_count(db.get());
   for (int i = 0; i < 5; ++i) {
@@ -88,7 +88,7 @@ TEST(Connection, PlainCloseSucceedsWithoutUse) {
 
 TEST(Connection, LoadingTwiceOnOneConnection) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   char* error = nullptr;
   ASSERT_EQ(sqlite3_load_extension(db.get(), RUNS_EXTENSION_PATH, nullptr, &error), SQLITE_OK)
@@ -118,8 +118,8 @@ TEST(Connection, LoadingTwiceThenPlainClose) {
 TEST(Connection, ConnectionsHaveTheirOwnCaches) {
   TestDb first;
   TestDb second;
-  EXPECT_EQ(first.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(second.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(first.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(second.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(first.value("SELECT start_run('a')"), "1");
   EXPECT_EQ(second.value("SELECT active_run()"), std::nullopt);  // separate in-memory databases
   EXPECT_EQ(second.value("SELECT start_run('b')"), "1");
@@ -128,7 +128,7 @@ TEST(Connection, ConnectionsHaveTheirOwnCaches) {
 TEST(Connection, LastInsertRowidIsRestored) {
   TestDb db;
   db.exec("CREATE TABLE t(x); INSERT INTO t(rowid, x) VALUES (7, 'a')");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");  // inserts its bookkeeping rows
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);  // inserts its bookkeeping rows
   EXPECT_EQ(sqlite3_last_insert_rowid(db.get()), 7);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   EXPECT_EQ(sqlite3_last_insert_rowid(db.get()), 7);
@@ -144,7 +144,7 @@ TEST(Connection, LastInsertRowidIsRestored) {
 
 TEST(Connection, SchemaChangesAfterCachingAreSeen) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   // Another column added by the application: cached statements re-prepare.
   db.exec("ALTER TABLE runs ADD COLUMN owner TEXT");
@@ -200,12 +200,14 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
   }
   const std::set<Registration> expected = {
       {"start_run", 1, kDirectOnly},       {"start_run", 2, kDirectOnly},
-      {"start_run", 3, kDirectOnly},       {"active_run", 0, kDirectOnly},
-      {"active_run", 1, kDirectOnly},      {"mark_run_running", 1, kDirectOnly},
-      {"complete_run", 1, kDirectOnly},    {"fail_run", 2, kDirectOnly},
-      {"cancel_run", 1, kDirectOnly},      {"update_run_progress", 4, kDirectOnly},
-      {"run_status", 1, kDirectOnly},      {"runs_migrate", 0, kDirectOnly},
-      {"runs_version", 0, kInnocuous | kDeterministic},
+      {"start_run", 3, kDirectOnly},       {"start_run", 4, kDirectOnly},
+      {"active_run", 0, kDirectOnly},      {"active_run", 1, kDirectOnly},
+      {"mark_run_running", 1, kDirectOnly}, {"complete_run", 1, kDirectOnly},
+      {"fail_run", 2, kDirectOnly},        {"cancel_run", 1, kDirectOnly},
+      {"update_run_progress", 4, kDirectOnly}, {"heartbeat_run", 1, kDirectOnly},
+      {"reap_stale_runs", 0, kDirectOnly}, {"reap_stale_runs", 1, kDirectOnly},
+      {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
+      {"runs_migrate", 0, kDirectOnly},    {"runs_version", 0, kInnocuous | kDeterministic},
   };
   EXPECT_EQ(added, expected);
 }
@@ -216,20 +218,26 @@ TEST(Api, FlagsOfEachFunction) {
       db,
       "SELECT name, narg, flags & 0x80000 != 0, flags & 0x200000 != 0, flags & 0x800 != 0"
       " FROM pragma_function_list WHERE name IN ('start_run', 'active_run', 'mark_run_running',"
-      " 'complete_run', 'fail_run', 'cancel_run', 'update_run_progress', 'run_status',"
-      " 'runs_migrate', 'runs_version') ORDER BY name, narg");
+      " 'complete_run', 'fail_run', 'cancel_run', 'update_run_progress', 'heartbeat_run',"
+      " 'reap_stale_runs', 'run_info', 'run_status', 'runs_migrate', 'runs_version')"
+      " ORDER BY name, narg");
   EXPECT_EQ(found, (Rows{{"active_run", "0", "1", "0", "0"},
                          {"active_run", "1", "1", "0", "0"},
                          {"cancel_run", "1", "1", "0", "0"},
                          {"complete_run", "1", "1", "0", "0"},
                          {"fail_run", "2", "1", "0", "0"},
+                         {"heartbeat_run", "1", "1", "0", "0"},
                          {"mark_run_running", "1", "1", "0", "0"},
+                         {"reap_stale_runs", "0", "1", "0", "0"},
+                         {"reap_stale_runs", "1", "1", "0", "0"},
+                         {"run_info", "1", "1", "0", "0"},
                          {"run_status", "1", "1", "0", "0"},
                          {"runs_migrate", "0", "1", "0", "0"},
                          {"runs_version", "0", "0", "1", "1"},
                          {"start_run", "1", "1", "0", "0"},
                          {"start_run", "2", "1", "0", "0"},
                          {"start_run", "3", "1", "0", "0"},
+                         {"start_run", "4", "1", "0", "0"},
                          {"update_run_progress", "4", "1", "0", "0"}}));
 }
 
@@ -250,7 +258,7 @@ TEST(Api, TrustedSchemaOffStillAllowsRunsVersionInAView) {
 
 TEST(Connection, LoadingAgainFromARunningStatementKeepsTheFirstLoad) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   // SQLite will not replace a function while a statement runs: this second
   // load fails, and the first one's functions and close hook must stay intact.
@@ -279,7 +287,7 @@ TEST(Connection, ATempTableNamedRunsDoesNotTakeTheRealOnesPlace) {
   db.exec("CREATE TEMP TABLE runs(id INTEGER PRIMARY KEY, scope, status, started_at, "
           "finished_at, triggered_by, error_message, progress_current, progress_total, "
           "current_step, created_at)");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   EXPECT_EQ(db.value("SELECT mark_run_running(1)"), "updated");
   EXPECT_EQ(db.value("SELECT count(*) FROM main.runs WHERE status = 'running'"), "1");

@@ -9,7 +9,7 @@ using namespace runs_test;
 class Errors : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(db.value("SELECT runs_migrate()"), "2");
+    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
     ASSERT_EQ(db.value("SELECT start_run('pending-run', 'api', 'p')"), "1");
     ASSERT_EQ(db.value("SELECT start_run('running-run', 'api', 'r')"), "2");
     ASSERT_EQ(db.value("SELECT mark_run_running(2)"), "updated");
@@ -55,7 +55,8 @@ TEST_F(Errors, TextArgumentsMustBeText) {
 TEST_F(Errors, IdsMustBeIntegers) {
   const std::vector<std::string> calls = {"mark_run_running(%)", "complete_run(%)",
                                           "fail_run(%, 'x')",    "cancel_run(%)",
-                                          "update_run_progress(%, 1, 2, 's')", "run_status(%)"};
+                                          "update_run_progress(%, 1, 2, 's')", "run_status(%)",
+                                          "heartbeat_run(%)", "run_info(%)"};
   for (const std::string& call : calls) {
     const std::string name = call.substr(0, call.find('('));
     const auto with = [&](const std::string& arg) {
@@ -148,7 +149,7 @@ TEST_F(Errors, TooLongTexts) {
 TEST_F(Errors, WrongNumberOfArguments) {
   const std::vector<std::pair<std::string, std::string>> calls = {
       {"start_run()", "start_run"},
-      {"start_run('a', 'b', 'c', 'd')", "start_run"},
+      {"start_run('a', 'b', 'c', 1, 'e')", "start_run"},
       {"active_run('a', 'b')", "active_run"},
       {"mark_run_running()", "mark_run_running"},
       {"mark_run_running(1, 2)", "mark_run_running"},
@@ -157,6 +158,11 @@ TEST_F(Errors, WrongNumberOfArguments) {
       {"fail_run(1, 'a', 'b')", "fail_run"},
       {"cancel_run(1, 2)", "cancel_run"},
       {"update_run_progress(1, 2, 3)", "update_run_progress"},
+      {"heartbeat_run()", "heartbeat_run"},
+      {"heartbeat_run(1, 2)", "heartbeat_run"},
+      {"reap_stale_runs('a', 'b')", "reap_stale_runs"},
+      {"run_info()", "run_info"},
+      {"run_info(1, 2)", "run_info"},
       {"run_status()", "run_status"},
       {"runs_migrate(1)", "runs_migrate"},
       {"runs_version(1)", "runs_version"},
@@ -285,6 +291,11 @@ const std::vector<std::pair<std::string, std::string>> kRunFunctions = {
     {"cancel_run(1)", "cancel_run"},
     {"update_run_progress(1, 1, 2, 's')", "update_run_progress"},
     {"run_status(1)", "run_status"},
+    {"start_run('x', 'api', 'k', 60)", "start_run"},
+    {"heartbeat_run(1)", "heartbeat_run"},
+    {"reap_stale_runs()", "reap_stale_runs"},
+    {"reap_stale_runs('k')", "reap_stale_runs"},
+    {"run_info(1)", "run_info"},
 };
 
 TEST(Unmigrated, EveryFunctionAsksForTheMigration) {
@@ -295,7 +306,7 @@ TEST(Unmigrated, EveryFunctionAsksForTheMigration) {
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
   EXPECT_EQ(db.value("SELECT runs_version()"), "v0.1.0");
   // And all work after it.
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('x')"), "1");
   EXPECT_EQ(db.value("SELECT active_run()"), "1");
 }
@@ -325,6 +336,26 @@ TEST(SchemaVersion1, EveryFunctionAsksForTheMigration) {
   EXPECT_TRUE(dump(db) == before) << "something was written";
 }
 
+// A database of sqlite-runs 0.1 before crash recovery: migrations 1 and 2.
+TEST(SchemaVersion2, EveryFunctionAsksForTheMigration) {
+  TestDb db;
+  ASSERT_EQ(exec_script(db, migration_sql(1)).rc, SQLITE_OK);
+  ASSERT_EQ(exec_script(db, migration_sql(2)).rc, SQLITE_OK);
+  db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('s', 'running', '2024-01-01T00:00:00.000Z')");
+  const Rows before = dump(db);
+  for (const auto& [call, name] : kRunFunctions) {
+    EXPECT_EQ(db.error("SELECT " + call, SQLITE_ERROR),
+              name + "(): the runs schema is at version 2 and this library needs 3: run SELECT "
+                     "runs_migrate() first")
+        << call;
+  }
+  EXPECT_TRUE(dump(db) == before) << "something was written";
+  // After the migration the run is there, with no owner.
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(db.value("SELECT json_extract(run_info(1), '$.status', '$.owner', '$.stale')"),
+            "[\"running\",null,false]");
+}
+
 // ---- read-only databases ------------------------------------------------
 
 // Every function that writes fails with `code` and "name(): " + reason.
@@ -332,7 +363,8 @@ void expect_every_write_refused(const TestDb& db, int code, const std::string& r
   for (const std::string call :
        {"start_run('x', 'api', 'new')", "start_run('x')", "runs_migrate()", "mark_run_running(1)",
         "complete_run(2)", "fail_run(1, 'x')", "cancel_run(1)",
-        "update_run_progress(1, 1, 2, 's')"}) {
+        "update_run_progress(1, 1, 2, 's')", "start_run('x', 'api', 'new', 60)",
+        "heartbeat_run(1)", "reap_stale_runs()", "reap_stale_runs('k')"}) {
     const std::string name = call.substr(0, call.find('('));
     EXPECT_EQ(db.error("SELECT " + call, code), name + "(): " + reason);
   }
@@ -342,7 +374,7 @@ class ReadOnly : public ::testing::Test {
  protected:
   void SetUp() override {
     TestDb writer(file.path());
-    ASSERT_EQ(writer.value("SELECT runs_migrate()"), "2");
+    ASSERT_EQ(writer.value("SELECT runs_migrate()"), kLatestSchemaVersion);
     ASSERT_EQ(writer.value("SELECT start_run('a')"), "1");
     ASSERT_EQ(writer.value("SELECT start_run('b', 'api', 'k')"), "2");
     ASSERT_EQ(writer.value("SELECT mark_run_running(2)"), "updated");
@@ -358,6 +390,7 @@ class ReadOnly : public ::testing::Test {
     EXPECT_EQ(db.value("SELECT run_status(1)"), "pending");
     EXPECT_EQ(db.value("SELECT run_status(2)"), "running");
     EXPECT_EQ(db.value("SELECT run_status(3)"), std::nullopt);
+    EXPECT_EQ(db.value("SELECT json_extract(run_info(2), '$.status', '$.stale')"), "[\"running\",false]");
     EXPECT_EQ(dump(db), before);
   }
 
@@ -391,7 +424,7 @@ TEST_F(ReadOnly, UnmigratedReadOnlyDatabase) {
 class Busy : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(db.value("SELECT runs_migrate()"), "2");
+    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
     ASSERT_EQ(db.value("SELECT start_run('a')"), "1");
     ASSERT_EQ(db.value("SELECT start_run('b', 'api', 'k')"), "2");
     ASSERT_EQ(db.value("SELECT mark_run_running(2)"), "updated");
@@ -442,7 +475,7 @@ TEST(BusySnapshot, ATransitionInAStaleWalReadTransaction) {
   TestDb db(file.path());
   TestDb other(file.path());
   EXPECT_EQ(db.value("PRAGMA journal_mode = WAL"), "wal");
-  ASSERT_EQ(db.value("SELECT runs_migrate()"), "2");
+  ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   ASSERT_EQ(db.value("SELECT start_run('a')"), "1");
   db.exec("BEGIN");
   EXPECT_EQ(db.value("SELECT run_status(1)"), "pending");  // the snapshot is taken here
@@ -463,7 +496,7 @@ TEST(BusyCommit, AReaderInAnotherConnectionBlocksTheCommit) {
   TempFile file;
   TestDb db(file.path());
   TestDb reader(file.path());
-  ASSERT_EQ(db.value("SELECT runs_migrate()"), "2");
+  ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   db.exec("PRAGMA busy_timeout = 0");
   const Rows before = dump(db);
   reader.exec("BEGIN");

@@ -19,10 +19,73 @@ const std::string kRunsSql =
     "  progress_total   INTEGER DEFAULT 0,\n"
     "  current_step     TEXT,\n"
     "  created_at       TEXT NOT NULL\n"
-    ", concurrency_key TEXT NOT NULL DEFAULT '')";
+    ", concurrency_key TEXT NOT NULL DEFAULT '', owner_host TEXT, owner_boot_id TEXT,"
+    " owner_pid_ns INTEGER, owner_pid INTEGER, owner_start_time INTEGER, heartbeat_at TEXT,"
+    " lease_seconds INTEGER, lease_expires_at TEXT, cancel_requested_at TEXT)";
 const std::string kIndexSql =
     "CREATE UNIQUE INDEX runs_one_active ON runs (concurrency_key)\n"
     " WHERE status IN ('pending', 'running')";
+// Migration 3's triggers, as sqlite_schema holds them.
+const std::string kInsertGuardSql = R"sql(CREATE TRIGGER runs_insert_guard BEFORE INSERT ON runs
+BEGIN
+  SELECT RAISE(ABORT, 'runs: unknown status: a run is pending, running, completed, failed or cancelled')
+   WHERE NEW.status IS NULL
+      OR NEW.status NOT IN ('pending', 'running', 'completed', 'failed', 'cancelled');
+  -- NEW.id reads -1 when the INSERT leaves the id to SQLite; the functions'
+  -- ids are positive.
+  SELECT RAISE(ABORT, 'runs: a run with this id exists: runs are never replaced')
+   WHERE NEW.id > 0 AND EXISTS (SELECT 1 FROM runs WHERE id = NEW.id);
+  SELECT RAISE(ABORT, 'runs: this concurrency_key already has an active run: end it first')
+   WHERE NEW.status IN ('pending', 'running')
+     AND EXISTS (SELECT 1 FROM runs
+                  WHERE concurrency_key = NEW.concurrency_key AND status IN ('pending', 'running'));
+END)sql";
+const std::string kOneActiveGuardSql = R"sql(CREATE TRIGGER runs_one_active_guard BEFORE UPDATE OF status, concurrency_key ON runs
+WHEN NEW.status IN ('pending', 'running')
+BEGIN
+  SELECT RAISE(ABORT, 'runs: this concurrency_key already has an active run: end it first')
+   WHERE EXISTS (SELECT 1 FROM runs
+                  WHERE concurrency_key = NEW.concurrency_key AND status IN ('pending', 'running')
+                    AND id <> OLD.id);
+END)sql";
+const std::string kStatusGuardSql = R"sql(CREATE TRIGGER runs_status_guard BEFORE UPDATE OF status ON runs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+  SELECT CASE
+    WHEN OLD.status = 'pending' AND NEW.status IN ('running', 'failed', 'cancelled') THEN NULL
+    WHEN OLD.status = 'running' AND NEW.status IN ('completed', 'failed', 'cancelled') THEN NULL
+    WHEN OLD.status = 'pending' AND NEW.status = 'completed' THEN
+      RAISE(ABORT, 'runs: illegal status change from pending to completed: a run must be running first')
+    WHEN OLD.status = 'running' AND NEW.status = 'pending' THEN
+      RAISE(ABORT, 'runs: illegal status change from running to pending: a run never goes back')
+    WHEN OLD.status = 'completed' AND NEW.status = 'pending' THEN
+      RAISE(ABORT, 'runs: illegal status change from completed to pending: a finished run never changes status')
+    WHEN OLD.status = 'completed' AND NEW.status = 'running' THEN
+      RAISE(ABORT, 'runs: illegal status change from completed to running: a finished run never changes status')
+    WHEN OLD.status = 'completed' AND NEW.status = 'failed' THEN
+      RAISE(ABORT, 'runs: illegal status change from completed to failed: a finished run never changes status')
+    WHEN OLD.status = 'completed' AND NEW.status = 'cancelled' THEN
+      RAISE(ABORT, 'runs: illegal status change from completed to cancelled: a finished run never changes status')
+    WHEN OLD.status = 'failed' AND NEW.status = 'pending' THEN
+      RAISE(ABORT, 'runs: illegal status change from failed to pending: a finished run never changes status')
+    WHEN OLD.status = 'failed' AND NEW.status = 'running' THEN
+      RAISE(ABORT, 'runs: illegal status change from failed to running: a finished run never changes status')
+    WHEN OLD.status = 'failed' AND NEW.status = 'completed' THEN
+      RAISE(ABORT, 'runs: illegal status change from failed to completed: a finished run never changes status')
+    WHEN OLD.status = 'failed' AND NEW.status = 'cancelled' THEN
+      RAISE(ABORT, 'runs: illegal status change from failed to cancelled: a finished run never changes status')
+    WHEN OLD.status = 'cancelled' AND NEW.status = 'pending' THEN
+      RAISE(ABORT, 'runs: illegal status change from cancelled to pending: a finished run never changes status')
+    WHEN OLD.status = 'cancelled' AND NEW.status = 'running' THEN
+      RAISE(ABORT, 'runs: illegal status change from cancelled to running: a finished run never changes status')
+    WHEN OLD.status = 'cancelled' AND NEW.status = 'completed' THEN
+      RAISE(ABORT, 'runs: illegal status change from cancelled to completed: a finished run never changes status')
+    WHEN OLD.status = 'cancelled' AND NEW.status = 'failed' THEN
+      RAISE(ABORT, 'runs: illegal status change from cancelled to failed: a finished run never changes status')
+    ELSE
+      RAISE(ABORT, 'runs: unknown status: a run is pending, running, completed, failed or cancelled')
+  END;
+END)sql";
 const std::string kMigrationsSql =
     "CREATE TABLE runs_schema_migrations (\n"
     "  version    INTEGER PRIMARY KEY,\n"
@@ -49,54 +112,75 @@ const char* const kColumns[] = {"id",           "scope",         "status",      
                                 "finished_at",  "triggered_by",  "error_message",    "progress_current",
                                 "progress_total", "current_step", "created_at"};
 
-TEST(Migrations, FreshDatabaseReachesVersion2WithTheExactSchema) {
+// The values migrations 2 and 3 give an adopted table's existing rows:
+// concurrency_key '', and no owner, heartbeat, lease or cancel request.
+const Row kAddedColumns = {"", std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+                           std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+
+// Removes the columns after GenGlossary's 11 from `r` and returns them.
+Row drop_added_columns(Row& r) {
+  const std::size_t kept = std::size(kColumns);
+  if (r.size() < kept) return {};
+  Row added(r.begin() + static_cast<std::ptrdiff_t>(kept), r.end());
+  r.resize(kept);
+  return added;
+}
+
+TEST(Migrations, FreshDatabaseReachesVersion3WithTheExactSchema) {
   TestDb db;
   EXPECT_EQ(db.value("SELECT typeof(runs_migrate())"), "integer");
   EXPECT_EQ(schema(db),
             (Rows{{"index", "runs_one_active", "runs", kIndexSql},
                   {"table", "runs", "runs", kRunsSql},
                   {"table", "runs_schema_migrations", "runs_schema_migrations", kMigrationsSql},
-                  {"table", "sqlite_sequence", "sqlite_sequence", "CREATE TABLE sqlite_sequence(name,seq)"}}));
+                  {"table", "sqlite_sequence", "sqlite_sequence", "CREATE TABLE sqlite_sequence(name,seq)"},
+                  {"trigger", "runs_insert_guard", "runs", kInsertGuardSql},
+                  {"trigger", "runs_one_active_guard", "runs", kOneActiveGuardSql},
+                  {"trigger", "runs_status_guard", "runs", kStatusGuardSql}}));
   EXPECT_EQ(rows(db, "SELECT version, name, applied_at GLOB " + kIsoGlob +
                          " FROM runs_schema_migrations ORDER BY version"),
-            (Rows{{"1", "001_create_runs", "1"}, {"2", "002_one_active_run", "1"}}));
+            (Rows{{"1", "001_create_runs", "1"},
+                  {"2", "002_one_active_run", "1"},
+                  {"3", "003_run_owners", "1"}}));
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_temp_schema"), "0");  // temp triggers dropped
   EXPECT_EQ(count(db, "runs"), "0");
   EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
 }
 
-TEST(Migrations, ReturnsTwo) {
+TEST(Migrations, ReturnsThree) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "3");
 }
 
 TEST(Migrations, IsIdempotent) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   const Rows before = dump(db);
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(count(db, "runs_schema_migrations"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
   EXPECT_EQ(dump(db), before);
 }
 
 TEST(Migrations, TheSqlFilesByHandGiveTheSameSchema) {
   TestDb by_function;
-  EXPECT_EQ(by_function.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(by_function.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   TestDb by_hand;
   const ExecResult first = exec_script(by_hand, migration_sql(1));
   ASSERT_EQ(first.rc, SQLITE_OK) << first.message;
   const ExecResult second = exec_script(by_hand, migration_sql(2));
   ASSERT_EQ(second.rc, SQLITE_OK) << second.message;
+  const ExecResult third = exec_script(by_hand, migration_sql(3));
+  ASSERT_EQ(third.rc, SQLITE_OK) << third.message;
   EXPECT_TRUE(sqlite3_get_autocommit(by_hand.get()));
   EXPECT_EQ(schema(by_hand), schema(by_function));
   EXPECT_EQ(rows(by_hand, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"),
             rows(by_function, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"));
   EXPECT_EQ(by_hand.value("SELECT count(*) FROM sqlite_temp_schema"), "0");
   // The functions work on it, and runs_migrate() has nothing left to do.
-  EXPECT_EQ(by_hand.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(count(by_hand, "runs_schema_migrations"), "2");
+  EXPECT_EQ(by_hand.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(count(by_hand, "runs_schema_migrations"), "3");
   EXPECT_EQ(by_hand.value("SELECT start_run('a')"), "1");
 }
 
@@ -104,15 +188,15 @@ TEST(Migrations, RunsMigrateCompletesAHandAppliedVersion1) {
   TestDb db;
   ASSERT_EQ(exec_script(db, migration_sql(1)).rc, SQLITE_OK);
   EXPECT_EQ(db.value("SELECT max(version) FROM runs_schema_migrations"), "1");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   TestDb fresh;
-  EXPECT_EQ(fresh.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(fresh.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(schema(db), schema(fresh));
 }
 
 TEST(Migrations, ReapplyingTheFilesAfterMigrateChangesNothing) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   const Rows before = dump(db);
   const ExecResult first = exec_script(db, migration_sql(1));
@@ -125,6 +209,12 @@ TEST(Migrations, ReapplyingTheFilesAfterMigrateChangesNothing) {
   EXPECT_EQ(second.rc & 0xff, SQLITE_CONSTRAINT);
   EXPECT_EQ(second.extended, SQLITE_CONSTRAINT_PRIMARYKEY);
   EXPECT_EQ(second.message, "UNIQUE constraint failed: runs_schema_migrations.version");
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+  EXPECT_EQ(dump(db), before);
+  const ExecResult third = exec_script(db, migration_sql(3));
+  EXPECT_EQ(third.rc & 0xff, SQLITE_CONSTRAINT);
+  EXPECT_EQ(third.extended, SQLITE_CONSTRAINT_PRIMARYKEY);
+  EXPECT_EQ(third.message, "UNIQUE constraint failed: runs_schema_migrations.version");
   EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
   EXPECT_EQ(dump(db), before);
 }
@@ -145,7 +235,7 @@ TEST(Migrations, AdoptsAGenGlossaryTableAndRepairsDuplicateActiveRuns) {
       " (5, 'full', 'pending', NULL, NULL, 'scheduler', NULL, 0, 0, NULL, '2024-05-03T00:00:00.000Z')");
   const Rows finished_before = rows(db, "SELECT * FROM runs WHERE id IN (2, 4) ORDER BY id");
   const Rows kept_before = rows(db, "SELECT * FROM runs WHERE id = 5");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(count(db, "runs"), "5");
   const std::string abandoned =
       "abandoned: run 5 was active for the same key at the same time; migration 002 kept the "
@@ -155,17 +245,12 @@ TEST(Migrations, AdoptsAGenGlossaryTableAndRepairsDuplicateActiveRuns) {
                          " concurrency_key FROM runs WHERE id IN (1, 3) ORDER BY id"),
             (Rows{{"1", "failed", "1", abandoned, "2024-05-01T10:00:00.000Z", "3", "extract", ""},
                   {"3", "failed", "1", abandoned, std::nullopt, "0", std::nullopt, ""}}));
-  // The finished runs and the kept run are untouched (plus the new column).
+  // The finished runs and the kept run are untouched (plus the new columns:
+  // concurrency_key '' and migration 3's, NULL: no owner recorded).
   Rows finished_after = rows(db, "SELECT * FROM runs WHERE id IN (2, 4) ORDER BY id");
   Rows kept_after = rows(db, "SELECT * FROM runs WHERE id = 5");
-  for (Row& r : finished_after) {
-    EXPECT_EQ(r.back(), "");
-    r.pop_back();
-  }
-  for (Row& r : kept_after) {
-    EXPECT_EQ(r.back(), "");
-    r.pop_back();
-  }
+  for (Row& r : finished_after) EXPECT_EQ(drop_added_columns(r), kAddedColumns);
+  for (Row& r : kept_after) EXPECT_EQ(drop_added_columns(r), kAddedColumns);
   EXPECT_EQ(finished_after, finished_before);
   EXPECT_EQ(kept_after, kept_before);
   EXPECT_EQ(db.value("SELECT active_run()"), "5");
@@ -173,7 +258,7 @@ TEST(Migrations, AdoptsAGenGlossaryTableAndRepairsDuplicateActiveRuns) {
             "start_run(): run 5 is already active (scope 'full', status 'pending', since "
             "2024-05-03T00:00:00.000Z" + kWaitSuffix);
   // The adopted table keeps its own definition, with the column added.
-  EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs')"), "12");
+  EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs')"), "21");
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
 }
 
@@ -185,9 +270,9 @@ TEST(Migrations, RepairIsPerKeyAndNeedsNoRepairForOneActiveRun) {
       " ('a', 'running', '2024-01-01T00:00:00.000Z'),"
       " ('b', 'completed', '2024-01-01T00:00:00.000Z')");
   const Rows before = rows(db, "SELECT * FROM runs ORDER BY id");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   Rows after = rows(db, "SELECT * FROM runs ORDER BY id");
-  for (Row& r : after) r.pop_back();
+  for (Row& r : after) EXPECT_EQ(drop_added_columns(r), kAddedColumns);
   EXPECT_EQ(after, before);
   EXPECT_EQ(db.value("SELECT active_run()"), "1");
 }
@@ -199,7 +284,7 @@ TEST(Migrations, AdoptsATableWithExtraColumns) {
           " DEFAULT 'api', error_message TEXT, progress_current INTEGER DEFAULT 0,"
           " progress_total INTEGER DEFAULT 0, current_step TEXT, created_at TEXT NOT NULL,"
           " owner TEXT)");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   EXPECT_EQ(row(db, "SELECT scope, owner, concurrency_key FROM runs"), (Row{"a", std::nullopt, ""}));
 }
@@ -248,7 +333,7 @@ TEST(Migrations, TheFirstMissingColumnIsNamed) {
           "ALTER TABLE runs ADD COLUMN progress_total INTEGER DEFAULT 0;"
           "ALTER TABLE runs ADD COLUMN current_step TEXT;"
           "ALTER TABLE runs ADD COLUMN created_at TEXT");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
 }
 
@@ -268,11 +353,11 @@ TEST(Migrations, AFailureInMigration2UndoesMigration1) {
 
 TEST(Migrations, ASchemaNewerThanTheLibraryIsRefused) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
-  db.exec("INSERT INTO runs_schema_migrations VALUES (3, '003_future', '2030-01-01T00:00:00.000Z')");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("INSERT INTO runs_schema_migrations VALUES (4, '004_future', '2030-01-01T00:00:00.000Z')");
   const Rows before = dump(db);
   EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
-            "runs_migrate(): the runs schema is at version 3, newer than this library knows (2): "
+            "runs_migrate(): the runs schema is at version 4, newer than this library knows (3): "
             "load a newer sqlite-runs");
   EXPECT_EQ(dump(db), before);
 }
@@ -294,11 +379,11 @@ TEST(Migrations, FileDatabaseSeenByAnotherConnection) {
   TempFile file;
   {
     TestDb db(file.path());
-    EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   }
   TestDb again(file.path());
-  EXPECT_EQ(again.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(count(again, "runs_schema_migrations"), "2");
+  EXPECT_EQ(again.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(count(again, "runs_schema_migrations"), "3");
   EXPECT_EQ(again.value("SELECT start_run('a')"), "1");
 }
 
@@ -306,7 +391,7 @@ TEST(Migrations, FileDatabaseSeenByAnotherConnection) {
 
 class Index : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), "2"); }
+  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion); }
   TestDb db;
 };
 
@@ -318,15 +403,20 @@ TEST_F(Index, TheActiveRunQueryUsesIt) {
             "SEARCH runs USING INDEX runs_one_active (concurrency_key=?)");
 }
 
+// Two layers refuse a second active run: migration 3's BEFORE triggers
+// (which fire before any conflict resolution, so OR REPLACE / OR IGNORE
+// cannot get around them) and, under them, migration 2's partial unique index.
+const std::string kKeyBusy = "runs: this concurrency_key already has an active run: end it first";
+
 TEST_F(Index, ARawInsertOfASecondActiveRunFails) {
   db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('a', 'pending', 'x')");
   const Rows before = dump(db);
   EXPECT_EQ(db.error("INSERT INTO runs (scope, status, created_at) VALUES ('b', 'running', 'x')",
-                     SQLITE_CONSTRAINT_UNIQUE),
-            "UNIQUE constraint failed: runs.concurrency_key");
+                     SQLITE_CONSTRAINT_TRIGGER),
+            kKeyBusy);
   EXPECT_EQ(db.error("INSERT INTO runs (scope, created_at) VALUES ('b', 'x')",  // default pending
-                     SQLITE_CONSTRAINT_UNIQUE),
-            "UNIQUE constraint failed: runs.concurrency_key");
+                     SQLITE_CONSTRAINT_TRIGGER),
+            kKeyBusy);
   EXPECT_EQ(dump(db), before);
   // Finished runs and other keys are not limited.
   db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('c', 'completed', 'x'),"
@@ -339,18 +429,48 @@ TEST_F(Index, ARawInsertOfASecondActiveRunFails) {
             "'running', since x" + kWaitSuffix);
 }
 
+TEST_F(Index, WithoutTheInsertTriggerTheIndexStillRefusesASecondActiveRun) {
+  db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('a', 'pending', 'x')");
+  db.exec("DROP TRIGGER runs_insert_guard");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.error("INSERT INTO runs (scope, status, created_at) VALUES ('b', 'running', 'x')",
+                     SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(db.error("INSERT INTO runs (scope, created_at) VALUES ('b', 'x')",  // default pending
+                     SQLITE_CONSTRAINT_UNIQUE),
+            "UNIQUE constraint failed: runs.concurrency_key");
+  EXPECT_EQ(dump(db), before);
+}
+
 TEST_F(Index, ARawUpdateMakingASecondRunActiveFails) {
   db.exec("INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES"
           " ('a', 'completed', '', 'x'), ('b', 'running', '', 'x'), ('c', 'pending', 'k', 'x')");
+  const Rows before = dump(db);
+  // A finished run never becomes active again: the state machine refuses first.
+  EXPECT_EQ(db.error("UPDATE runs SET status = 'pending' WHERE id = 1", SQLITE_CONSTRAINT_TRIGGER),
+            "runs: illegal status change from completed to pending: a finished run never changes "
+            "status");
+  EXPECT_EQ(db.error("UPDATE runs SET concurrency_key = '' WHERE id = 3", SQLITE_CONSTRAINT_TRIGGER),
+            kKeyBusy);
+  EXPECT_EQ(dump(db), before);
+  // A run goes from pending to running, never back.
+  EXPECT_EQ(db.error("UPDATE runs SET status = 'pending' WHERE id = 2", SQLITE_CONSTRAINT_TRIGGER),
+            "runs: illegal status change from running to pending: a run never goes back");
+  db.exec("UPDATE runs SET status = 'running' WHERE id = 3");
+  EXPECT_EQ(db.value("SELECT active_run('k')"), "3");
+  EXPECT_EQ(db.value("SELECT active_run()"), "2");
+}
+
+TEST_F(Index, WithoutTheUpdateTriggersTheIndexStillRefusesASecondActiveRun) {
+  db.exec("INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES"
+          " ('a', 'completed', '', 'x'), ('b', 'running', '', 'x'), ('c', 'pending', 'k', 'x')");
+  db.exec("DROP TRIGGER runs_one_active_guard; DROP TRIGGER runs_status_guard");
   const Rows before = dump(db);
   EXPECT_EQ(db.error("UPDATE runs SET status = 'pending' WHERE id = 1", SQLITE_CONSTRAINT_UNIQUE),
             "UNIQUE constraint failed: runs.concurrency_key");
   EXPECT_EQ(db.error("UPDATE runs SET concurrency_key = '' WHERE id = 3", SQLITE_CONSTRAINT_UNIQUE),
             "UNIQUE constraint failed: runs.concurrency_key");
   EXPECT_EQ(dump(db), before);
-  // A run may change between the two active states.
-  db.exec("UPDATE runs SET status = 'pending' WHERE id = 2");
-  EXPECT_EQ(db.value("SELECT active_run()"), "2");
 }
 
 }  // namespace

@@ -7,7 +7,7 @@ using namespace runs_test;
 
 class StartRun : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), "2"); }
+  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion); }
   TestDb db;
 };
 
@@ -180,8 +180,8 @@ TEST(StartRunFiles, TwoConnectionsShareTheRule) {
   TempFile file;
   TestDb first(file.path());
   TestDb second(file.path());
-  EXPECT_EQ(first.value("SELECT runs_migrate()"), "2");
-  EXPECT_EQ(second.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(first.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(second.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(first.value("SELECT start_run('a')"), "1");
   const std::string created = second.value("SELECT created_at FROM runs WHERE id = 1").value();
   EXPECT_EQ(second.error("SELECT start_run('b')", SQLITE_CONSTRAINT_UNIQUE),
@@ -198,7 +198,7 @@ TEST(StartRunFiles, WorksInWalMode) {
   TempFile file;
   TestDb db(file.path());
   EXPECT_EQ(db.value("PRAGMA journal_mode = WAL"), "wal");
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "2");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
   EXPECT_EQ(db.error("SELECT start_run('a')", SQLITE_CONSTRAINT_UNIQUE).substr(0, 36),
             "start_run(): run 1 is already active");

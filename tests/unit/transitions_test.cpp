@@ -8,7 +8,7 @@ using namespace runs_test;
 
 class Transitions : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), "2"); }
+  void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion); }
 
   // A new run for `key`, brought into `status`.
   void make(const std::string& key, const std::string& status) {

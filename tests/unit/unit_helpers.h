@@ -25,7 +25,7 @@ inline const std::string kIsoGlob =
 
 inline const std::string kNoSchema = "the database has no runs schema: run SELECT runs_migrate() first";
 inline const std::string kVersion1 =
-    "the runs schema is at version 1 and this library needs 2: run SELECT runs_migrate() first";
+    "the runs schema is at version 1 and this library needs 3: run SELECT runs_migrate() first";
 inline const std::string kBusy =
     "the database is locked by another writer and busy_timeout ran out: retry, or give the "
     "connection a longer busy_timeout";
@@ -98,9 +98,13 @@ inline std::string read_text(const std::string& path) {
   return text.str();
 }
 
+// The text of sql/00N_*.sql, N from 1 to 3.
 inline std::string migration_sql(int n) {
-  return read_text(std::string(RUNS_SOURCE_DIR) +
-                   (n == 1 ? "/sql/001_create_runs.sql" : "/sql/002_one_active_run.sql"));
+  static const char* const kFiles[] = {"/sql/001_create_runs.sql", "/sql/002_one_active_run.sql",
+                                       "/sql/003_run_owners.sql"};
+  EXPECT_TRUE(n >= 1 && n <= 3) << "no migration " << n;
+  if (n < 1 || n > 3) return "";
+  return read_text(std::string(RUNS_SOURCE_DIR) + kFiles[n - 1]);
 }
 
 // sqlite3_exec() of a whole script: its result code and error message.

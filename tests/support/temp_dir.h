@@ -1,0 +1,49 @@
+// TempDir: a mkdtemp directory holding one test database, removed with its files.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace runs_test {
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                          "/runs-test-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    if (mkdtemp(buffer.data()) == nullptr) {
+      ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);
+      return;
+    }
+    path_ = buffer.data();
+  }
+  ~TempDir() {
+    if (path_.empty()) return;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      const std::string file = db() + suffix;
+      if (unlink(file.c_str()) != 0 && errno != ENOENT) {
+        ADD_FAILURE() << "unlink " << file << ": " << std::strerror(errno);
+      }
+    }
+    if (rmdir(path_.c_str()) != 0) ADD_FAILURE() << "rmdir " << path_ << ": " << std::strerror(errno);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  // The database file in the directory.
+  std::string db() const { return path_ + "/runs.db"; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace runs_test

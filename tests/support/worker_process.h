@@ -1,0 +1,120 @@
+// WorkerProcess: a sql_worker child process (posix_spawn: a fresh program, no
+// SQLite state inherited), driven statement by statement in lockstep.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace runs_test {
+
+class WorkerProcess {
+ public:
+  // Starts `sql_worker database extension`.
+  explicit WorkerProcess(const std::string& database) {
+    int in[2];
+    int out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+      return;
+    }
+    std::vector<std::string> args = {SQL_WORKER_PATH, database, RUNS_EXTENSION_PATH};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    const int rc = posix_spawn(&pid_, SQL_WORKER_PATH, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(in[0]);
+    close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+    if (rc != 0) {
+      ADD_FAILURE() << "posix_spawn " << SQL_WORKER_PATH << ": " << std::strerror(rc);
+      pid_ = -1;
+    }
+  }
+
+  ~WorkerProcess() {
+    if (to_ >= 0) close(to_);  // end of input: the worker closes and exits
+    if (from_ >= 0) close(from_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+  }
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+
+  // Runs one statement (a single line) in the worker; returns its rows, one
+  // line each, columns joined by '|', then "error: <message>" if it failed.
+  std::string run(const std::string& sql) {
+    const std::string line = sql + "\n";
+    if (write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      ADD_FAILURE() << "worker " << pid_ << " does not read: " << sql;
+      return "";
+    }
+    std::string answer;
+    while (!complete(answer)) {
+      pollfd fd{from_, POLLIN, 0};
+      // A hang guard, not synchronisation: a healthy worker answers at once.
+      if (poll(&fd, 1, 30000) != 1) {
+        ADD_FAILURE() << "worker " << pid_ << " did not answer: " << sql;
+        return answer;
+      }
+      char buffer[4096];
+      const ssize_t n = read(from_, buffer, sizeof buffer);
+      if (n <= 0) {
+        ADD_FAILURE() << "worker " << pid_ << " exited while running: " << sql;
+        return answer;
+      }
+      answer.append(buffer, static_cast<std::size_t>(n));
+    }
+    // Drop the end marker, keep the error.
+    const auto start = answer.rfind('\n', answer.size() - 2);
+    const auto marker = start == std::string::npos ? 0 : start + 1;
+    const std::string last = answer.substr(marker);
+    answer.erase(marker);
+    if (last != "-- ok\n") answer += last.substr(3);
+    if (!answer.empty() && answer.back() == '\n') answer.pop_back();
+    return answer;
+  }
+
+  // SIGKILL, then reap: afterwards no process has this pid (until reused).
+  void kill_hard() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    pid_ = -1;
+  }
+
+ private:
+  // True once `answer` ends with sql_worker's end marker line.
+  static bool complete(const std::string& answer) {
+    if (answer.empty() || answer.back() != '\n') return false;
+    const auto start = answer.rfind('\n', answer.size() - 2);
+    const std::string last = answer.substr(start == std::string::npos ? 0 : start + 1);
+    return last == "-- ok\n" || last.rfind("-- error: ", 0) == 0;
+  }
+
+  pid_t pid_ = -1;
+  int to_ = -1;
+  int from_ = -1;
+};
+
+}  // namespace runs_test
