@@ -18,7 +18,10 @@ What the test changes in an example before running it:
   example is an error: name it /tmp/sqlite-runs-docs-NAME.
 And in what it prints: where the expected output writes the word TIME, every
 timestamp the example prints (2026-11-29T09:21:18.123Z) reads TIME; elsewhere
-timestamps are compared as they are.
+timestamps are compared as they are. Likewise COMMIT, BUILD_TYPE and
+SQLITE_VERSION stand for the values of runs_debug()'s JSON keys "commit",
+"build_type" and "sqlite_version", which differ between builds and hosts
+(tests/python/test_runs_debug.py checks those values exactly).
 SQLITE3 (default: sqlite3 on PATH) chooses the shell.
 """
 
@@ -107,9 +110,26 @@ def run_example(sql, workdir):
 TIMESTAMP = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\b")
 
 
+def json_value(key):
+    return re.compile(r'(?<="' + key + r'":")[^"]*(?=")')
+
+
+# Placeholder word in the docs -> what it stands for in the output.
+PLACEHOLDERS = {
+    "TIME": TIMESTAMP,
+    "COMMIT": json_value("commit"),
+    "BUILD_TYPE": json_value("build_type"),
+    "SQLITE_VERSION": json_value("sqlite_version"),
+}
+
+
 def comparable(actual, expected):
-    """actual, with its timestamps written TIME where expected uses that word."""
-    return TIMESTAMP.sub("TIME", actual) if "TIME" in expected else actual
+    """actual, with what a placeholder stands for written as the placeholder,
+    for each placeholder word that expected uses."""
+    for word, pattern in PLACEHOLDERS.items():
+        if re.search(r"\b" + word + r"\b", expected):
+            actual = pattern.sub(word, actual)
+    return actual
 
 
 def setUpModule():

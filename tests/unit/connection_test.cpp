@@ -206,6 +206,7 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"cancel_run", 1, kDirectOnly},      {"update_run_progress", 4, kDirectOnly},
       {"run_status", 1, kDirectOnly},      {"runs_migrate", 0, kDirectOnly},
       {"runs_version", 0, kInnocuous | kDeterministic},
+      {"runs_debug", 0, kInnocuous},
   };
   EXPECT_EQ(added, expected);
 }
@@ -217,7 +218,7 @@ TEST(Api, FlagsOfEachFunction) {
       "SELECT name, narg, flags & 0x80000 != 0, flags & 0x200000 != 0, flags & 0x800 != 0"
       " FROM pragma_function_list WHERE name IN ('start_run', 'active_run', 'mark_run_running',"
       " 'complete_run', 'fail_run', 'cancel_run', 'update_run_progress', 'run_status',"
-      " 'runs_migrate', 'runs_version') ORDER BY name, narg");
+      " 'runs_migrate', 'runs_version', 'runs_debug') ORDER BY name, narg");
   EXPECT_EQ(found, (Rows{{"active_run", "0", "1", "0", "0"},
                          {"active_run", "1", "1", "0", "0"},
                          {"cancel_run", "1", "1", "0", "0"},
@@ -225,6 +226,7 @@ TEST(Api, FlagsOfEachFunction) {
                          {"fail_run", "2", "1", "0", "0"},
                          {"mark_run_running", "1", "1", "0", "0"},
                          {"run_status", "1", "1", "0", "0"},
+                         {"runs_debug", "0", "0", "1", "0"},
                          {"runs_migrate", "0", "1", "0", "0"},
                          {"runs_version", "0", "0", "1", "1"},
                          {"start_run", "1", "1", "0", "0"},
