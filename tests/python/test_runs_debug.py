@@ -82,7 +82,10 @@ class RunsDebugTest(unittest.TestCase):
             return
         # -dirty depends on the working tree at build time, which may have
         # changed since; the commit itself must not have.
-        self.assertEqual(commit.removesuffix("-dirty"), git("describe", "--always"))
+        checkout = git("describe", "--always")
+        self.assertEqual(commit.removesuffix("-dirty"), checkout,
+                         f"the library was built from {commit}, the checkout is at {checkout}:"
+                         " rebuild it (cmake --build) before testing")
 
 
 class BuildInfoScriptTest(unittest.TestCase):
