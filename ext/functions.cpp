@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "build_info.h"
 #include "version.h"
 
 namespace runs {
@@ -230,9 +231,15 @@ void runs_migrate(Call& call) {
 
 void runs_version(Call& call) { call.result(SQLITE_RUNS_VERSION); }
 
+void runs_debug(Call& call) { call.result(std::optional<std::string>(debug_info())); }
+
 // Writes or reads run data: never from a trigger, view or schema default.
 constexpr int kDirectOnly = SQLITE_UTF8 | SQLITE_DIRECTONLY;
 constexpr int kPure = SQLITE_UTF8 | SQLITE_INNOCUOUS | SQLITE_DETERMINISTIC;
+// Side-effect free but not the same in every process (it names the host's
+// SQLite): innocuous, never deterministic, so that no index, generated column
+// or CHECK constraint can store its value in the database file.
+constexpr int kInnocuous = SQLITE_UTF8 | SQLITE_INNOCUOUS;
 
 constexpr FunctionSpec kFunctions[] = {
     {"start_run", 1, 4, kDirectOnly, start_run},
@@ -248,6 +255,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"run_info", 1, 1, kDirectOnly, run_info},
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
     {"runs_version", 0, 0, kPure, runs_version},
+    {"runs_debug", 0, 0, kInnocuous, runs_debug},
 };
 
 // Sets the error result without allocating in C++: this runs inside catch

@@ -14,7 +14,7 @@ struct FunctionSpec {
   const char* name;
   int min_args;
   int max_args;
-  int flags;  // SQLITE_UTF8 plus SQLITE_DIRECTONLY, or INNOCUOUS|DETERMINISTIC
+  int flags;  // SQLITE_UTF8 plus SQLITE_DIRECTONLY, or INNOCUOUS [|DETERMINISTIC]
   void (*body)(Call& call);
 };
 

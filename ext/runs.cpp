@@ -42,10 +42,12 @@
 **   run_status(id)                           -> status or NULL
 **   runs_migrate()                           -> schema version
 **   runs_version()                           -> 'vX.Y.Z'
+**   runs_debug()                             -> JSON: version, commit, build, SQLite
 **
-** Every function but runs_version() is SQLITE_DIRECTONLY: a trigger, view or
-** other schema object cannot call it. Errors name the function and say what
-** to do; a failed call leaves the connection in autocommit, nothing written.
+** Every function but runs_version() and runs_debug() is SQLITE_DIRECTONLY:
+** a trigger, view or other schema object cannot call it. Errors name the
+** function and say what to do; a failed call leaves the connection in
+** autocommit, nothing written.
 **
 ** The code, top down: this file (entry point and registration),
 ** functions.cpp (argument checks and results), run_store.cpp (every SQL

@@ -63,6 +63,32 @@ function assertError(db, sql, args, code, message) {
   assert.equal(db.inTransaction, false);
 }
 
+describe('shared client cases', () => {
+  test('tests/clients/cases.json, the cases every client runs', () => {
+    const cases = JSON.parse(
+      fs.readFileSync(new URL('../clients/cases.json', import.meta.url), 'utf8'));
+    assert.ok(cases.steps.length > 0);
+    const db = open(fileDb(), { timeout: 5000 });
+    cases.steps.forEach((step, index) => {
+      const args = step.args ?? [];
+      const where = `step ${index + 1}: ${step.sql}`;
+      if (step.error) {
+        assert.throws(() => db.prepare(step.sql).pluck().get(...args), (error) => {
+          assert.ok(error instanceof Database.SqliteError, `${where}: not a SqliteError: ${error}`);
+          assert.equal(error.code, step.error.name, where);
+          assert.equal(error.message.replace(new RegExp(TIMESTAMP, 'g'), 'TIME'),
+            step.error.message, where);
+          return true;
+        }, where);
+        assert.equal(db.inTransaction, false, where);
+      } else {
+        assert.equal(db.prepare(step.sql).pluck().get(...args), step.result, where);
+      }
+    });
+    db.close();
+  });
+});
+
 describe('lifecycle', () => {
   test('migrate, start, refuse a second run, transitions, finish', () => {
     const db = open();

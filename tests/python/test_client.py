@@ -11,6 +11,7 @@ OperationalError, SQLITE_TOOBIG to DataError. Since Python 3.11 the exception al
 code (sqlite_errorcode) and its name (sqlite_errorname).
 """
 
+import json
 import os
 import re
 import sqlite3
@@ -19,6 +20,8 @@ import tempfile
 import unittest
 
 EXTENSION = os.environ.get("RUNS_EXTENSION", "")
+CASES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     "clients", "cases.json")
 
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 END_IT = (": wait for it to finish, or end it with complete_run(), fail_run() "
@@ -66,6 +69,31 @@ class ClientTestCase(unittest.TestCase):
         conn = self.open(**kwargs)
         self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
         return conn
+
+
+class SharedCasesTest(ClientTestCase):
+    """tests/clients/cases.json, the cases every client runs."""
+
+    def test_shared_client_cases(self):
+        with open(CASES, encoding="utf-8") as f:
+            steps = json.load(f)["steps"]
+        self.assertGreater(len(steps), 0)
+        conn = self.open(timeout=5.0)
+        for number, step in enumerate(steps, start=1):
+            sql, args = step["sql"], step.get("args", [])
+            with self.subTest(step=number, sql=sql):
+                if "error" in step:
+                    error = step["error"]
+                    with self.assertRaises(getattr(sqlite3, error["python"])) as raised:
+                        conn.execute(sql, args)
+                    self.assertIs(type(raised.exception), getattr(sqlite3, error["python"]))
+                    self.assertEqual(re.sub(TIMESTAMP, "TIME", str(raised.exception)),
+                                     error["message"])
+                    self.assertEqual(raised.exception.sqlite_errorcode, error["code"])
+                    self.assertEqual(raised.exception.sqlite_errorname, error["name"])
+                    self.assertFalse(conn.in_transaction)
+                else:
+                    self.assertEqual(value(conn, sql, *args), step["result"])
 
 
 class LifecycleTest(ClientTestCase):

@@ -28,6 +28,10 @@ And in what it prints:
   on <this machine's host name>" reads "owner process PID on HOST" (another
   host name, such as one an example writes into owner_host, stays as it is,
   after "owner process PID on").
+- likewise COMMIT, BUILD_TYPE and SQLITE_VERSION stand for the values of
+  runs_debug()'s JSON keys "commit", "build_type" and "sqlite_version", which
+  differ between builds and hosts (tests/python/test_runs_debug.py checks
+  those values exactly).
 The words are matched whole: START_TIME alone does not turn on TIME, PID_NS
 alone does not turn on PID.
 SQLITE3 (default: sqlite3 on PATH) chooses the shell.
@@ -126,11 +130,25 @@ OWNER_JSON = [(re.compile(r'"boot_id":"[^"]*"'), '"boot_id":"BOOT_ID"'),
 OWNER_TEXT = re.compile(r"owner process \d+ on (\S+?)(?=[)\s\"]|$)", re.M)
 
 
+def json_value(key):
+    return re.compile(r'(?<="' + key + r'":")[^"]*(?=")')
+
+
+# Placeholder word in the docs -> what it stands for in the output.
+PLACEHOLDERS = {
+    "TIME": TIMESTAMP,
+    "COMMIT": json_value("commit"),
+    "BUILD_TYPE": json_value("build_type"),
+    "SQLITE_VERSION": json_value("sqlite_version"),
+}
+
+
 def comparable(actual, expected):
-    """actual, with timestamps written TIME and owner identities written PID,
-    HOST, ... where expected uses the words TIME and PID."""
-    if re.search(r"\bTIME\b", expected):
-        actual = TIMESTAMP.sub("TIME", actual)
+    """actual, with what a placeholder stands for written as the placeholder,
+    for each placeholder word that expected uses."""
+    for word, pattern in PLACEHOLDERS.items():
+        if re.search(r"\b" + word + r"\b", expected):
+            actual = pattern.sub(word, actual)
     if re.search(r"\bPID\b", expected):
         for pattern, name in OWNER_JSON:
             actual = pattern.sub(name, actual)

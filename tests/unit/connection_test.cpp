@@ -208,6 +208,7 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"reap_stale_runs", 0, kDirectOnly}, {"reap_stale_runs", 1, kDirectOnly},
       {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
       {"runs_migrate", 0, kDirectOnly},    {"runs_version", 0, kInnocuous | kDeterministic},
+      {"runs_debug", 0, kInnocuous},
   };
   EXPECT_EQ(added, expected);
 }
@@ -219,7 +220,7 @@ TEST(Api, FlagsOfEachFunction) {
       "SELECT name, narg, flags & 0x80000 != 0, flags & 0x200000 != 0, flags & 0x800 != 0"
       " FROM pragma_function_list WHERE name IN ('start_run', 'active_run', 'mark_run_running',"
       " 'complete_run', 'fail_run', 'cancel_run', 'update_run_progress', 'heartbeat_run',"
-      " 'reap_stale_runs', 'run_info', 'run_status', 'runs_migrate', 'runs_version')"
+      " 'reap_stale_runs', 'run_info', 'run_status', 'runs_migrate', 'runs_version', 'runs_debug')"
       " ORDER BY name, narg");
   EXPECT_EQ(found, (Rows{{"active_run", "0", "1", "0", "0"},
                          {"active_run", "1", "1", "0", "0"},
@@ -232,6 +233,7 @@ TEST(Api, FlagsOfEachFunction) {
                          {"reap_stale_runs", "1", "1", "0", "0"},
                          {"run_info", "1", "1", "0", "0"},
                          {"run_status", "1", "1", "0", "0"},
+                         {"runs_debug", "0", "0", "1", "0"},
                          {"runs_migrate", "0", "1", "0", "0"},
                          {"runs_version", "0", "0", "1", "1"},
                          {"start_run", "1", "1", "0", "0"},

@@ -166,6 +166,7 @@ TEST_F(Errors, WrongNumberOfArguments) {
       {"run_status()", "run_status"},
       {"runs_migrate(1)", "runs_migrate"},
       {"runs_version(1)", "runs_version"},
+      {"runs_debug(1)", "runs_debug"},
   };
   for (const auto& [call, name] : calls) {
     refused("SELECT " + call, SQLITE_ERROR, "wrong number of arguments to function " + name + "()");
@@ -267,6 +268,14 @@ TEST_F(Errors, DirectOnlyFunctionsRefuseTriggersAndViews) {
   db.exec("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET x = runs_version(); END");
   db.exec("INSERT INTO t VALUES (1)");
   EXPECT_EQ(db.value("SELECT x FROM t"), "v0.1.0");
+  // So is runs_debug(), but it is not deterministic: no index may store it.
+  db.exec("PRAGMA trusted_schema = OFF; CREATE VIEW d AS SELECT runs_debug() AS info");
+  EXPECT_EQ(db.value("SELECT json_extract(info, '$.version') FROM d"), "v0.1.0");
+  before = dump(db);
+  refused("CREATE INDEX t_debug ON t(runs_debug())", SQLITE_ERROR,
+          "non-deterministic functions prohibited in index expressions");
+  refused("CREATE TABLE g(x, d AS (runs_debug()))", SQLITE_ERROR,
+          "non-deterministic functions prohibited in generated columns");
 }
 
 TEST_F(Errors, AConflictLeavesTheCallerReadyForMore) {

@@ -1,0 +1,98 @@
+# cmake --install and cpack: where sqlite-runs goes, and how other builds find it.
+#
+#   <libdir>/sqlite-runs/runs.so                      the extension; a folder of its
+#                                                     own, as for other loadable modules
+#   <libdir>/cmake/sqlite-runs/                       find_package(sqlite-runs)
+#   <libdir>/pkgconfig/sqlite-runs.pc                 pkg-config --variable=extension sqlite-runs
+#   <datadir>/sqlite-runs/sql/NNN_name.sql            the migrations, for migration tools
+#   <datadir>/doc/sqlite-runs/                        README.md and docs/
+#
+# <libdir> is GNUInstallDirs' CMAKE_INSTALL_LIBDIR (lib, or lib/x86_64-linux-gnu
+# when the prefix is /usr on Debian), <datadir> its CMAKE_INSTALL_DATADIR (share).
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(RUNS_INSTALL_MODULEDIR "${CMAKE_INSTALL_LIBDIR}/sqlite-runs")
+set(RUNS_INSTALL_EXTENSION "${RUNS_INSTALL_MODULEDIR}/runs.so")
+set(RUNS_INSTALL_SQLDIR "${CMAKE_INSTALL_DATADIR}/sqlite-runs/sql")
+set(RUNS_INSTALL_DOCDIR "${CMAKE_INSTALL_DATADIR}/doc/sqlite-runs")
+set(RUNS_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/sqlite-runs")
+set(RUNS_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+
+install(TARGETS runs EXPORT sqlite-runs-targets LIBRARY DESTINATION "${RUNS_INSTALL_MODULEDIR}")
+install(DIRECTORY "${CMAKE_SOURCE_DIR}/sql/" DESTINATION "${RUNS_INSTALL_SQLDIR}"
+        FILES_MATCHING PATTERN "*.sql")
+install(FILES "${CMAKE_SOURCE_DIR}/README.md" DESTINATION "${RUNS_INSTALL_DOCDIR}")
+install(DIRECTORY "${CMAKE_SOURCE_DIR}/docs/" DESTINATION "${RUNS_INSTALL_DOCDIR}/docs")
+
+# The CMake package: relocatable, every path relative to where it is found.
+install(EXPORT sqlite-runs-targets NAMESPACE sqlite-runs:: DESTINATION "${RUNS_INSTALL_CMAKEDIR}")
+configure_package_config_file(
+  "${CMAKE_SOURCE_DIR}/cmake/sqlite-runs-config.cmake.in"
+  "${CMAKE_BINARY_DIR}/package/sqlite-runs-config.cmake"
+  INSTALL_DESTINATION "${RUNS_INSTALL_CMAKEDIR}"
+  PATH_VARS RUNS_INSTALL_EXTENSION RUNS_INSTALL_SQLDIR)
+# 0.x: a new minor version may change the schema or the functions.
+write_basic_package_version_file(
+  "${CMAKE_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
+  COMPATIBILITY SameMinorVersion)
+install(FILES "${CMAKE_BINARY_DIR}/package/sqlite-runs-config.cmake"
+              "${CMAKE_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
+        DESTINATION "${RUNS_INSTALL_CMAKEDIR}")
+
+# The pkg-config file names absolute paths, so it is written when installing,
+# for the prefix of that install (cmake --install --prefix, cpack), not for the
+# one given at configure time.
+foreach(dir IN ITEMS LIBDIR MODULEDIR SQLDIR)
+  if(dir STREQUAL "LIBDIR")
+    set(path "${CMAKE_INSTALL_LIBDIR}")
+  else()
+    set(path "${RUNS_INSTALL_${dir}}")
+  endif()
+  if(IS_ABSOLUTE "${path}")
+    set(RUNS_PC_${dir} "${path}")
+  else()
+    set(RUNS_PC_${dir} "\${prefix}/${path}")
+  endif()
+endforeach()
+set(RUNS_PC_EXTENSIONDIR "${RUNS_PC_MODULEDIR}")
+if(IS_ABSOLUTE "${RUNS_INSTALL_PKGCONFIGDIR}")
+  set(pc_destination "${RUNS_INSTALL_PKGCONFIGDIR}")
+else()
+  set(pc_destination "\${CMAKE_INSTALL_PREFIX}/${RUNS_INSTALL_PKGCONFIGDIR}")
+endif()
+configure_file("${CMAKE_SOURCE_DIR}/cmake/sqlite-runs.pc.in" "${CMAKE_BINARY_DIR}/package/sqlite-runs.pc.in" @ONLY)
+# A folder of its own for each destination: installs may run in parallel.
+install(CODE "
+  file(READ \"${CMAKE_BINARY_DIR}/package/sqlite-runs.pc.in\" pc)
+  string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" pc \"\${pc}\")
+  string(MD5 pc_tmp \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
+  set(pc_tmp \"${CMAKE_BINARY_DIR}/package/install-\${pc_tmp}\")
+  file(WRITE \"\${pc_tmp}/sqlite-runs.pc\" \"\${pc}\")
+  file(INSTALL DESTINATION \"${pc_destination}\"
+       TYPE FILE FILES \"\${pc_tmp}/sqlite-runs.pc\")
+  file(REMOVE_RECURSE \"\${pc_tmp}\")
+")
+
+# cpack -G DEB: a Debian package that installs under /usr.
+set(CPACK_PACKAGE_NAME "sqlite-runs")
+set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "SQLite extension: at most one active run per key, across processes")
+set(CPACK_PACKAGE_DESCRIPTION
+    "A SQLite loadable extension that keeps at most one active run (a pipeline, an import, a sync) per key, across every process that opens the database. Load runs.so into any SQLite 3.34 or later: the sqlite3 shell, Python, Node, Tcl, Perl.")
+set(CPACK_PACKAGE_CONTACT "sqlite-runs maintainers <sqlite-runs@localhost>")
+set(CPACK_GENERATOR "DEB")
+# The package's prefix, whatever the build was configured with. CPack installs
+# into its staging folder with DESTDIR and CMAKE_INSTALL_PREFIX=/usr, so the
+# pkg-config file names /usr. <libdir> is still the configured one: configure
+# with -DCMAKE_INSTALL_PREFIX=/usr for Debian's lib/x86_64-linux-gnu.
+set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
+set(CPACK_STRIP_FILES ON)
+set(CPACK_DEBIAN_FILE_NAME "DEB-DEFAULT")
+set(CPACK_DEBIAN_PACKAGE_SECTION "database")
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # libc6, libstdc++6, libgcc-s1: never libsqlite3
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "sqlite3")
+set(CPACK_SOURCE_GENERATOR "TGZ")
+set(CPACK_SOURCE_IGNORE_FILES "/\\\\.git/" "/build/" "/node_modules/" "__pycache__")
+include(CPack)
