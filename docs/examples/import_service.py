@@ -49,7 +49,7 @@ def migrate(db):
 def start_import(db, user, readings):
     """(HTTP status, JSON body) for a request to import readings."""
     try:
-        run_id = value(db, "SELECT start_run('import', ?, ?)", user, KEY)
+        run_id = value(db, "SELECT start_run('import', ?, ?, 60)", user, KEY)
     except sqlite3.IntegrityError as e:  # already active
         return 409, {"error": str(e), "active_run": value(db, "SELECT active_run(?)", KEY)}
     # start_run() has committed the run. If storing the batch fails, fail the
@@ -143,17 +143,31 @@ def work(db, run_id):
     done = 0
     try:
         for done, reading in enumerate(readings, start=1):
-            # The reading and the progress that counts it commit together.
+            # The reading and the progress that counts it commit together, and
+            # only while the run is still ours (fencing: a reclaimed run refuses).
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("INSERT INTO readings (run_id, value) VALUES (?, ?)",
                            (run_id, int(reading)))
-                value(db, "SELECT update_run_progress(?, ?, ?, ?)",
-                      run_id, done, len(readings), reading)
+                counted = value(db, "SELECT update_run_progress(?, ?, ?, ?)",
+                                run_id, done, len(readings), reading)
+                if counted != "updated":
+                    db.execute("ROLLBACK")
+                    print(f"run {run_id}: lost at reading {done}")
+                    return 1
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            # Still ours? Someone may have asked us to stop, or reclaimed the run.
+            beat = value(db, "SELECT heartbeat_run(?)", run_id)
+            if beat == "cancel_requested":
+                value(db, "SELECT cancel_run(?)", run_id)
+                print(f"run {run_id}: cancelled at reading {done}")
+                return 0
+            if beat == "lost":
+                print(f"run {run_id}: lost at reading {done}")
+                return 1
         value(db, "SELECT complete_run(?)", run_id)
     except Exception as e:
         value(db, "SELECT fail_run(?, ?)", run_id, f"reading {done}: {type(e).__name__}: {e}")
