@@ -12,8 +12,12 @@
 DO $migration$
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
-  IF to_regclass('runs_schema_migrations') IS NULL
-     OR NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 1) THEN
+  -- Two IFs: a query naming a missing table would fail before any test.
+  IF to_regclass('runs_schema_migrations') IS NULL THEN
+    RAISE EXCEPTION 'migration 002 needs migration 001 first: apply sql/postgres/001_create_runs.sql'
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 1) THEN
     RAISE EXCEPTION 'migration 002 needs migration 001 first: apply sql/postgres/001_create_runs.sql'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;

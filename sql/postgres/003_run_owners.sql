@@ -34,8 +34,12 @@
 DO $migration$
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
-  IF to_regclass('runs_schema_migrations') IS NULL
-     OR NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 2) THEN
+  -- Two IFs: a query naming a missing table would fail before any test.
+  IF to_regclass('runs_schema_migrations') IS NULL THEN
+    RAISE EXCEPTION 'migration 003 needs migration 002 first: apply sql/postgres/002_one_active_run.sql'
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 2) THEN
     RAISE EXCEPTION 'migration 003 needs migration 002 first: apply sql/postgres/002_one_active_run.sql'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
