@@ -114,6 +114,9 @@ class SqliteEngine:
     def self_pid(self, conn):
         return os.getpid()
 
+    def client_host(self, conn):
+        return None  # SQLite records the host name; the cases match it loosely
+
 
 # ------------------------------------------------------------- PostgreSQL
 
@@ -140,22 +143,53 @@ class PostgresConn:
         self.db.close()
 
 
+class ExistingServer:
+    """A server the caller runs (RUNS_PG_DSN, a libpq key=value string)."""
+
+    def __init__(self, dsn):
+        self.base = dsn
+
+    def dsn(self, search_path=None):
+        return self.base + (f" options='-c search_path={search_path}'" if search_path else "")
+
+    def connect(self, search_path=None):
+        import psycopg2
+        conn = psycopg2.connect(self.dsn(search_path))
+        conn.autocommit = True
+        return conn
+
+    def stop(self):
+        pass
+
+
 class PostgresEngine:
+    """A server started for the run; or, with RUNS_PG_DSN set, an existing
+    one (another PostgreSQL-compatible engine, say): each case gets a schema
+    of its own there, dropped at the end."""
+
     name = "postgres"
 
     def __init__(self):
         from pg_server import PgServer
-        self.server = PgServer().start()
+        existing = os.environ.get("RUNS_PG_DSN")
+        self.server = ExistingServer(existing) if existing else PgServer().start()
+        self.prefix = f"runs_conformance_{os.getpid()}_" if existing else "case"
         self.count = 0
         self.schema = None
 
     def close(self):
+        if isinstance(self.server, ExistingServer):
+            admin = self.server.connect()
+            with admin.cursor() as cur:
+                for n in range(1, self.count + 1):
+                    cur.execute(f"DROP SCHEMA IF EXISTS {self.prefix}{n} CASCADE")
+            admin.close()
         self.server.stop()
 
     def fresh(self):
         from pg_server import apply_migrations
         self.count += 1
-        self.schema = f"case{self.count}"
+        self.schema = f"{self.prefix}{self.count}"
         admin = self.server.connect()
         with admin.cursor() as cur:
             cur.execute(f"CREATE SCHEMA {self.schema}")
@@ -189,6 +223,10 @@ class PostgresEngine:
 
     def self_pid(self, conn):
         return conn.value("SELECT pg_backend_pid()")
+
+    def client_host(self, conn):
+        """How the server names this machine's connections (owner_host)."""
+        return conn.value("SELECT coalesce(host(inet_client_addr()), '[local]')")
 
 
 # ------------------------------------------------------------ other process

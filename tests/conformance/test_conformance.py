@@ -5,6 +5,10 @@ Every case below is written once and runs against the engine RUNS_ENGINE names
 
     RUNS_ENGINE=sqlite RUNS_EXTENSION=build/runs.so /usr/bin/python3 tests/conformance/test_conformance.py
     RUNS_ENGINE=postgres /usr/bin/python3 tests/conformance/test_conformance.py
+    RUNS_ENGINE=postgres RUNS_PG_DSN='host=... dbname=... user=...' /usr/bin/python3 tests/conformance/test_conformance.py
+
+(the last against a server you run, for example another PostgreSQL-compatible
+engine).
 
 An expectation is a value, an Err (a failure: its kind, and the exact
 message), or per_engine(sqlite=..., postgres=...) where the engines differ
@@ -427,7 +431,7 @@ class Conformance(unittest.TestCase):
             self.assertIsInstance(owner["pid_namespace"], int)
         else:
             self.assertIsNone(owner["pid_namespace"])
-            self.assertEqual(owner["host"], "127.0.0.1")
+            self.assertEqual(owner["host"], ENGINE.client_host(db))
         self.assertIsNone(db.run_info(2))
         self.check(db, "SELECT run_info(NULL)", expect=Err(
             "bad_argument", "run_info(): id must be an integer, got NULL"))
@@ -473,7 +477,7 @@ class Conformance(unittest.TestCase):
         # connection) lives: it stopped heartbeating.
         self.assertTrue(resolve(per_engine(
             sqlite=re.compile(rf"abandoned: (its )?lease expired at {re.escape(PAST)} \(owner process {me} on .+\)"),
-            postgres=re.compile(re.escape(f"abandoned: its lease expired at {PAST} (owner session {me} from 127.0.0.1)")),
+            postgres=re.compile(re.escape(f"abandoned: its lease expired at {PAST} (owner session {me} from {ENGINE.client_host(db)})")),
         )).fullmatch(info["stale_reason"]), info["stale_reason"])
         self.check(db, "SELECT start_run('job', 'api', 'k')", expect=2)
         self.check(db, "SELECT run_status(1)", expect="failed")
@@ -555,7 +559,7 @@ class Conformance(unittest.TestCase):
         self.assertTrue(info["stale"])
         self.assertTrue(resolve(per_engine(
             sqlite=re.compile(rf"abandoned: owner process {pid} on .+ is gone"),
-            postgres=re.compile(re.escape(f"abandoned: owner session {pid} from 127.0.0.1 is gone")),
+            postgres=re.compile(re.escape(f"abandoned: owner session {pid} from {ENGINE.client_host(db)} is gone")),
         )).fullmatch(info["stale_reason"]), info["stale_reason"])
         self.check(db, "SELECT start_run('job', 'api', 'k')", expect=2)
         self.check(db, "SELECT run_status(1)", expect="failed")
@@ -614,7 +618,7 @@ class Conformance(unittest.TestCase):
         pid = ENGINE.owner_pid(worker)
         self.assertTrue(resolve(per_engine(
             sqlite=re.compile(rf"abandoned: (its )?lease expired at {re.escape(PAST)} \(owner process {pid} on .+\)"),
-            postgres=re.compile(re.escape(f"abandoned: its lease expired at {PAST} (owner session {pid} from 127.0.0.1)")),
+            postgres=re.compile(re.escape(f"abandoned: its lease expired at {PAST} (owner session {pid} from {ENGINE.client_host(db)})")),
         )).fullmatch(db.value("SELECT error_message FROM runs WHERE id = 1")))
         # The worker lives on, but its run id no longer lets it change anything.
         self.check(worker, "SELECT heartbeat_run(1)", expect="lost")

@@ -246,17 +246,19 @@ class PgTest(unittest.TestCase):
                     self.assertEqual(self.value(a, "SELECT cancel_run(1)"), "updated")
 
     def test_a_snapshot_that_cannot_see_the_active_run_is_told_to_retry(self):
-        name = self.schema()
-        a, b = self.connect(name), self.connect(name)
-        self.value(b, "BEGIN ISOLATION LEVEL REPEATABLE READ")
-        self.assertIsNone(self.value(b, "SELECT active_run()"))  # b's snapshot is taken here
-        self.assertEqual(self.value(a, "SELECT start_run('full')"), 1)
-        self.assertEqual(self.error(b, "SELECT start_run('full')"), (
-            "23505", "start_run(): another transaction started a run that this transaction's snapshot "
-                     "does not show: retry in a new transaction"))
-        self.value(b, "ROLLBACK")
-        self.assertEqual(self.error(b, "SELECT start_run('full')")[0], "23505")
-        self.assertEqual(self.value(b, "SELECT count(*) FROM runs"), 1)
+        for level in ["REPEATABLE READ", "SERIALIZABLE"]:
+            with self.subTest(level=level):
+                name = self.schema()
+                a, b = self.connect(name), self.connect(name)
+                self.value(b, f"BEGIN ISOLATION LEVEL {level}")
+                self.assertIsNone(self.value(b, "SELECT active_run()"))  # b's snapshot is taken here
+                self.assertEqual(self.value(a, "SELECT start_run('full')"), 1)
+                self.assertEqual(self.error(b, "SELECT start_run('full')"), (
+                    "23505", "start_run(): another transaction started a run that this transaction's "
+                             "snapshot does not show: retry in a new transaction"))
+                self.value(b, "ROLLBACK")
+                self.assertEqual(self.error(b, "SELECT start_run('full')")[0], "23505")
+                self.assertEqual(self.value(b, "SELECT count(*) FROM runs"), 1)
 
     # ------------------------------------------------------------ privileges
 
