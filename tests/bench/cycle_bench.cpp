@@ -1,0 +1,155 @@
+// cycle_bench: the in-process benchmarks (Google Benchmark).
+//
+//   cycle/sync:NORMAL/extension      start_run + mark_run_running + complete_run
+//   cycle/sync:NORMAL/handwritten    the same over the C API, statements reused
+//   cycle/sync:FULL/...              the same with synchronous=FULL
+//   active_run/history:N/extension   SELECT active_run() with N finished runs
+//   active_run/history:N/unindexed   the usual query without the partial index:
+//                                    status IN ('pending','running')
+//                                    ORDER BY created_at DESC LIMIT 1
+//
+// Each repetition of a cycle benchmark gets a fresh WAL database file (with
+// 1,000 finished runs) and a fresh connection, and runs a fixed number of
+// cycles, so that the variants do exactly the same work. Run it with
+// --benchmark_repetitions and --benchmark_enable_random_interleaving (as
+// tests/bench/run.sh does) and compare medians: the ratio is the result,
+// the absolute times belong to this machine at that moment.
+//
+//   cycle_bench EXTENSION [--brief] [Google Benchmark flags]
+//
+// --brief: few cycles and a 10,000-run history instead of 1,000,000, so that
+// CI can check that every benchmark still runs (in a few seconds).
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_db.h"
+
+namespace {
+
+using runs_bench::Db;
+using runs_bench::Stmt;
+
+struct Config {
+  std::string extension;
+  std::string scratch;      // a ScratchDir's path
+  long cycles_normal = 4000;
+  long cycles_full = 400;
+  long big_history = 1000000;
+  long small_history = 10;
+};
+Config config;
+
+template <typename Cycle>
+void cycle_benchmark(benchmark::State& state, const char* synchronous) {
+  static int counter = 0;
+  const std::string path = config.scratch + "/cycle-" + std::to_string(++counter) + ".db";
+  runs_bench::migrate(path, config.extension.c_str());
+  {
+    Db setup(path, nullptr);
+    runs_bench::add_history(setup.get(), 1000);
+  }
+  {
+    Db db(path, config.extension.c_str(), synchronous);
+    Cycle cycle(db.get());
+    for (int i = 0; i < 20; ++i) cycle.run();  // warm the caches
+    for (auto _ : state) benchmark::DoNotOptimize(cycle.run());
+  }
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+}
+
+void active_run_benchmark(benchmark::State& state, const std::string& path, const char* sql) {
+  Db db(path, config.extension.c_str());
+  Stmt query(db.get(), sql);
+  const sqlite3_int64 expected = query.run();
+  if (expected == 0) runs_bench::die(std::string("no active run found by ") + sql);
+  for (auto _ : state) {
+    if (query.run() != expected) runs_bench::die("the active run changed");
+  }
+}
+
+// A database with `history` finished runs and one active run (the last).
+std::string history_db(long history) {
+  const std::string path = config.scratch + "/history-" + std::to_string(history) + ".db";
+  runs_bench::migrate(path, config.extension.c_str());
+  Db db(path, config.extension.c_str());
+  runs_bench::add_history(db.get(), history);
+  Stmt(db.get(), "SELECT start_run('bench')").run();
+  runs_bench::exec(db.get(), "PRAGMA wal_checkpoint(TRUNCATE)");
+  return path;
+}
+
+constexpr const char* kActiveRun = "SELECT active_run()";
+constexpr const char* kUnindexed =
+    "SELECT id FROM runs WHERE status IN ('pending','running') ORDER BY created_at DESC LIMIT 1";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: cycle_bench EXTENSION [--brief] [benchmark flags]\n");
+    return 2;
+  }
+  config.extension = argv[1];
+  std::vector<char*> args{argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--brief") == 0) {
+      config.cycles_normal = 50;
+      config.cycles_full = 10;
+      config.big_history = 10000;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 2;
+
+  runs_bench::ScratchDir scratch(runs_bench::scratch_parent());
+  config.scratch = scratch.path();
+
+  for (const char* sync : {"NORMAL", "FULL"}) {
+    const long cycles = std::strcmp(sync, "FULL") == 0 ? config.cycles_full : config.cycles_normal;
+    const std::string prefix = std::string("cycle/sync:") + sync;
+    benchmark::RegisterBenchmark((prefix + "/extension").c_str(),
+                                 [sync](benchmark::State& state) {
+                                   cycle_benchmark<runs_bench::ExtensionCycle>(state, sync);
+                                 })
+        ->Iterations(cycles)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((prefix + "/handwritten").c_str(),
+                                 [sync](benchmark::State& state) {
+                                   cycle_benchmark<runs_bench::HandCycle>(state, sync);
+                                 })
+        ->Iterations(cycles)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+  }
+
+  for (const long history : {config.small_history, config.big_history}) {
+    const std::string path = history_db(history);
+    const std::string prefix = "active_run/history:" + std::to_string(history);
+    benchmark::RegisterBenchmark((prefix + "/extension").c_str(),
+                                 [path](benchmark::State& state) {
+                                   active_run_benchmark(state, path, kActiveRun);
+                                 })
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.05);
+    benchmark::RegisterBenchmark((prefix + "/unindexed").c_str(),
+                                 [path](benchmark::State& state) {
+                                   active_run_benchmark(state, path, kUnindexed);
+                                 })
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.05);
+  }
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
