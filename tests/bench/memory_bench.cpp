@@ -4,8 +4,12 @@
 //
 //   memory_bench EXTENSION connections K   per-connection heap, K connections
 //   memory_bench EXTENSION cycles N        RSS and heap every N/20 cycles
-//   memory_bench EXTENSION loop N extension|handwritten
+//   memory_bench EXTENSION loop N extension|handwritten|handwritten+calls
 //                                          N cycles, nothing measured
+//                                          (handwritten+calls: the hand-written
+//                                          cycle plus three SELECT runs_version()
+//                                          statements, the cost of calling any
+//                                          SQL function three times)
 //
 // Heap is glibc's mallinfo2().uordblks (every allocation of the process:
 // SQLite's, built with SQLITE_SYSTEM_MALLOC, and the extension's C++ ones)
@@ -111,6 +115,26 @@ int cycles(const std::string& extension, long total) {
   return 0;
 }
 
+// The hand-written cycle and three statements that call a trivial SQL
+// function of the extension, as the extension's cycle makes three calls.
+class HandCycleAndCalls {
+ public:
+  explicit HandCycleAndCalls(sqlite3* db)
+      : hand_(db), call1_(db, "SELECT runs_version()"), call2_(db, "SELECT runs_version()"),
+        call3_(db, "SELECT runs_version()") {}
+  sqlite3_int64 run() {
+    const sqlite3_int64 id = hand_.run();
+    call1_.run();
+    call2_.run();
+    call3_.run();
+    return id;
+  }
+
+ private:
+  runs_bench::HandCycle hand_;
+  runs_bench::Stmt call1_, call2_, call3_;
+};
+
 template <typename Cycle>
 int loop(const std::string& extension, long total) {
   runs_bench::ScratchDir scratch(runs_bench::scratch_parent());
@@ -138,9 +162,12 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[4], "handwritten") == 0) {
       return loop<runs_bench::HandCycle>(argv[1], std::stol(argv[3]));
     }
+    if (std::strcmp(argv[4], "handwritten+calls") == 0) {
+      return loop<HandCycleAndCalls>(argv[1], std::stol(argv[3]));
+    }
   }
   std::fprintf(stderr,
                "usage: memory_bench EXTENSION connections K | cycles N | "
-               "loop N extension|handwritten\n");
+               "loop N extension|handwritten|handwritten+calls\n");
   return 2;
 }

@@ -7,7 +7,9 @@ cycle_bench's timings.
 
   /usr/bin/python3 tests/bench/profile.py MEMORY_BENCH EXTENSION [--brief] [--json FILE]
 
-Each variant (extension, handwritten) runs under callgrind twice, for N1 and
+Each variant (extension, handwritten, and handwritten+calls: the hand-written
+cycle plus three calls of a trivial SQL function, the floor of any design
+that offers the cycle as three SQL functions) runs under callgrind twice, for N1 and
 N2 cycles (memory_bench's `loop` mode); the difference divided by N2 - N1 is
 the cost of one cycle, without the setup (migration, preparation) that both
 runs share.
@@ -75,7 +77,7 @@ def main(argv):
     result = {"cycles": [n1, n2]}
     with tempfile.TemporaryDirectory(prefix="runs-profile-",
                                      dir=os.environ.get("RUNS_BENCH_DIR", ".")) as directory:
-        for variant in ("extension", "handwritten"):
+        for variant in ("extension", "handwritten", "handwritten+calls"):
             total1, functions1 = profile(memory_bench, extension, variant, n1, directory)
             total2, functions2 = profile(memory_bench, extension, variant, n2, directory)
             per = {}
@@ -87,13 +89,18 @@ def main(argv):
             for (obj, _), ir in per.items():
                 by_object[group(obj)] = by_object.get(group(obj), 0) + ir
             top = sorted(per.items(), key=lambda item: -item[1])[:25]
+            own = sorted(((name, ir) for (obj, name), ir in per.items() if obj.startswith("runs.so")),
+                         key=lambda item: -item[1])
             result[variant] = {
                 "ir_per_cycle": (total2 - total1) / (n2 - n1),
+                "own_functions": [{"function": name, "ir": ir} for name, ir in own],
                 "by_object": dict(sorted(by_object.items(), key=lambda item: -item[1])),
                 "top_functions": [{"object": group(obj), "function": name, "ir": ir}
                                   for (obj, name), ir in top],
             }
-    result["ratio"] = result["extension"]["ir_per_cycle"] / result["handwritten"]["ir_per_cycle"]
+    hand = result["handwritten"]["ir_per_cycle"]
+    result["ratio"] = result["extension"]["ir_per_cycle"] / hand
+    result["ratio_calls_floor"] = result["handwritten+calls"]["ir_per_cycle"] / hand
     text = json.dumps(result, indent=2)
     print(text)
     if out:

@@ -136,8 +136,8 @@ def main(argv):
     extension = argv[1]
     brief = "--brief" in argv
     out = argv[argv.index("--json") + 1] if "--json" in argv else None
-    rounds = 2 if brief else 11
-    cycles = {"NORMAL": 50 if brief else 2000, "FULL": 5 if brief else 200}
+    rounds = 2 if brief else 15
+    cycles = {"NORMAL": 50 if brief else 2000, "FULL": 5 if brief else 300}
     directory = tempfile.mkdtemp(prefix="runs-bench-", dir=os.environ.get("RUNS_BENCH_DIR", "."))
     results = {}
     try:
@@ -157,6 +157,7 @@ def main(argv):
                 entry[variant] = {
                     "wall_us_median": statistics.median(walls) * 1e6,
                     "cpu_us_median": statistics.median(cpus) * 1e6,
+                    "wall_us_rounds": [round(w * 1e6, 1) for w in walls],
                 }
             entry["ratio_wall"] = (
                 entry["extension"]["wall_us_median"] / entry["application"]["wall_us_median"]
