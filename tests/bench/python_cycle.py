@@ -15,14 +15,14 @@ runs, busy_timeout 5000, isolation_level=None (autocommit):
                two guarded UPDATEs (to running, to completed)
 
 Both sides are driven the same way (Connection.execute, whose statement cache
-keeps the prepared statements). The variants run in alternating rounds, in an
-order shuffled per round, at synchronous=NORMAL and FULL; the result is the
-median time per cycle of each and their ratio. It prints one JSON object.
+keeps the prepared statements). In each round the two run one cycle each in
+turn, so that both meet the same moments of a noisy machine; at
+synchronous=NORMAL and FULL. The result is the median over the rounds of the
+time per cycle of each and of their ratio. It prints one JSON object.
 """
 import contextlib
 import json
 import os
-import random
 import shutil
 import sqlite3
 import statistics
@@ -111,22 +111,36 @@ def fresh_db(directory, name, extension):
     return path
 
 
-def round_time(directory, extension, variant, synchronous, cycles, index):
-    """Seconds per cycle of one round on a fresh database (wall clock, CPU)."""
-    path = fresh_db(directory, f"{variant}-{synchronous}-{index}.db", extension)
-    db = connect(path, extension, synchronous)
-    cycle = VARIANTS[variant]
-    for _ in range(20):  # warm the statement caches
-        cycle(db)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(cycles):
-        cycle(db)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    db.close()
+def remove_db(path):
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path + suffix)
-    return wall / cycles, cpu / cycles
+
+
+def paired_round(directory, extension, synchronous, cycles, index):
+    """One round: `cycles` cycles of each variant, one of each in turn (the
+    first alternating), each on its own fresh database. Returns
+    {variant: (wall seconds per cycle, CPU seconds per cycle)}."""
+    dbs, paths = {}, {}
+    for variant in VARIANTS:
+        paths[variant] = fresh_db(directory, f"{variant}-{synchronous}-{index}.db", extension)
+        dbs[variant] = connect(paths[variant], extension, synchronous)
+        for _ in range(20):  # warm the statement caches
+            VARIANTS[variant](dbs[variant])
+    wall = dict.fromkeys(VARIANTS, 0.0)
+    cpu = dict.fromkeys(VARIANTS, 0.0)
+    order = list(VARIANTS)
+    for _ in range(cycles):
+        for variant in order:
+            w, c = time.perf_counter(), time.thread_time()
+            VARIANTS[variant](dbs[variant])
+            cpu[variant] += time.thread_time() - c
+            wall[variant] += time.perf_counter() - w
+        order.reverse()
+    for variant in VARIANTS:
+        dbs[variant].close()
+        remove_db(paths[variant])
+    return {variant: (wall[variant] / cycles, cpu[variant] / cycles) for variant in VARIANTS}
 
 
 def main(argv):
@@ -142,29 +156,23 @@ def main(argv):
     results = {}
     try:
         for synchronous in ("NORMAL", "FULL"):
-            times = {variant: ([], []) for variant in VARIANTS}
-            for index in range(rounds):
-                order = list(VARIANTS)
-                random.shuffle(order)
-                for variant in order:
-                    wall, cpu = round_time(
-                        directory, extension, variant, synchronous, cycles[synchronous], index
-                    )
-                    times[variant][0].append(wall)
-                    times[variant][1].append(cpu)
+            rounds_data = [paired_round(directory, extension, synchronous,
+                                        cycles[synchronous], index)
+                           for index in range(rounds)]
             entry = {"cycles_per_round": cycles[synchronous], "rounds": rounds}
-            for variant, (walls, cpus) in times.items():
+            for variant in VARIANTS:
+                walls = [r[variant][0] for r in rounds_data]
+                cpus = [r[variant][1] for r in rounds_data]
                 entry[variant] = {
                     "wall_us_median": statistics.median(walls) * 1e6,
                     "cpu_us_median": statistics.median(cpus) * 1e6,
                     "wall_us_rounds": [round(w * 1e6, 1) for w in walls],
                 }
-            entry["ratio_wall"] = (
-                entry["extension"]["wall_us_median"] / entry["application"]["wall_us_median"]
-            )
-            entry["ratio_cpu"] = (
-                entry["extension"]["cpu_us_median"] / entry["application"]["cpu_us_median"]
-            )
+            ratios = [r["extension"][0] / r["application"][0] for r in rounds_data]
+            entry["ratio_wall"] = statistics.median(ratios)
+            entry["ratio_wall_range"] = [min(ratios), max(ratios)]
+            entry["ratio_cpu"] = statistics.median(
+                r["extension"][1] / r["application"][1] for r in rounds_data)
             results[f"sync:{synchronous}"] = entry
     finally:
         shutil.rmtree(directory, ignore_errors=True)

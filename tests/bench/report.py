@@ -8,6 +8,7 @@ Every ratio is extension / baseline of medians measured in the same run.
 """
 import json
 import os
+import statistics
 import sys
 
 
@@ -67,22 +68,37 @@ def machine_section(m):
     return lines
 
 
+def pair_medians(cycle, name):
+    """Medians over the repetitions of a paired benchmark's counters."""
+    runs = [b for b in cycle["benchmarks"]
+            if b.get("run_type") == "iteration" and base_name(b.get("run_name", b["name"])) == name]
+    if not runs:
+        return None
+    keys = ("extension_us", "handwritten_us", "ratio_wall", "extension_cpu_us",
+            "handwritten_cpu_us", "ratio_cpu")
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out["repetitions"] = len(runs)
+    out["ratio_wall_range"] = (min(r["ratio_wall"] for r in runs), max(r["ratio_wall"] for r in runs))
+    return out
+
+
 def cycle_section(cycle, profile):
     lines = ["## 1. Cycle cost in process (goal: extension within 5% of the hand-written floor)", "",
              "start_run + mark_run_running + complete_run against the same SQL over the C API"
-             " with reused prepared statements; file database, WAL. Time per cycle, median of"
-             " the repetitions.", "",
-             "| synchronous | extension µs | hand-written µs | ratio (wall) | extension CPU µs"
-             " | hand-written CPU µs | ratio (CPU) | repetitions |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    m = medians(cycle) if cycle else {}
+             " with reused prepared statements; file databases, WAL. One cycle of each in turn;"
+             " time per cycle and the ratio, medians over the repetitions.", "",
+             "| synchronous | extension µs | hand-written µs | ratio (wall) | ratio range"
+             " | extension CPU µs | hand-written CPU µs | ratio (CPU) | repetitions |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for sync in ("NORMAL", "FULL"):
-        ext = m.get(f"cycle/sync:{sync}/extension")
-        hand = m.get(f"cycle/sync:{sync}/handwritten")
-        if not ext or not hand:
+        p = pair_medians(cycle, f"cycle/sync:{sync}") if cycle else None
+        if not p:
             continue
-        lines.append(f"| {sync} | {us(ext[0])} | {us(hand[0])} | **{ext[0] / hand[0]:.3f}** |"
-                     f" {us(ext[1])} | {us(hand[1])} | **{ext[1] / hand[1]:.3f}** | {ext[2]} |")
+        low, high = p["ratio_wall_range"]
+        lines.append(f"| {sync} | {us(p['extension_us'])} | {us(p['handwritten_us'])} |"
+                     f" **{p['ratio_wall']:.3f}** | {low:.3f}–{high:.3f} |"
+                     f" {us(p['extension_cpu_us'])} | {us(p['handwritten_cpu_us'])} |"
+                     f" **{p['ratio_cpu']:.3f}** | {p['repetitions']} |")
     if profile:
         e, h = profile["extension"], profile["handwritten"]
         c = profile["handwritten+calls"]
@@ -99,8 +115,9 @@ def python_section(py):
              "Debian's /usr/bin/python3, stdlib sqlite3. The application code: an"
              " `immediate_transaction()` context manager around the active-run query and the"
              " INSERT, then two guarded UPDATEs.", "",
-             "| synchronous | extension µs | application µs | ratio (wall) | ratio (CPU) | rounds |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| synchronous | extension µs | application µs | ratio (wall) | ratio range |"
+             " ratio (CPU) | rounds |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     if py:
         for sync in ("NORMAL", "FULL"):
             r = py["results"].get(f"sync:{sync}")
@@ -108,6 +125,7 @@ def python_section(py):
                 continue
             lines.append(f"| {sync} | {us(r['extension']['wall_us_median'])} |"
                          f" {us(r['application']['wall_us_median'])} | **{r['ratio_wall']:.3f}** |"
+                         f" {r['ratio_wall_range'][0]:.3f}–{r['ratio_wall_range'][1]:.3f} |"
                          f" **{r['ratio_cpu']:.3f}** | {r['rounds']} |")
     return lines + [""]
 
