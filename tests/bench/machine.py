@@ -41,6 +41,7 @@ def main(build):
         mem_kib = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
     compiler = cache(build, "CMAKE_CXX_COMPILER")
     print(json.dumps({
+        "date": run("date", "-u", "+%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),

@@ -2,9 +2,11 @@
 """Prints the markdown tables of docs/performance.md from the results that
 tests/bench/measure.sh wrote:
 
-  /usr/bin/python3 tests/bench/report.py RESULTS
+  /usr/bin/python3 tests/bench/report.py RESULTS [--into FILE]
 
-Every ratio is extension / baseline of medians measured in the same run.
+With --into, the tables replace what FILE holds between the lines
+<!-- results: begin --> and <!-- results: end --> (docs/performance.md),
+instead of going to stdout. Every ratio is extension / baseline of medians measured in the same run.
 """
 import json
 import os
@@ -53,15 +55,16 @@ def us(value):
 
 
 def machine_section(m):
-    lines = ["## Machine", ""]
+    lines = ["### Machine", ""]
     if not m:
         return lines + ["(machine.json missing)", ""]
     lines += [
+        f"- run {m.get('date', '?')}, commit {m['commit']}",
         f"- {m['cpu']}, {m['cpus']} CPUs (shared with other work), {m['memory_gib']} GiB,"
         f" {m['os']}, Linux {m['kernel']}, {m['filesystem']}",
         f"- SQLite {m['sqlite']} (Debian's libsqlite3), Python {m['python']},"
         f" Google Benchmark {m['google_benchmark']}",
-        f"- {m['compiler']}, {m['build_type']} `{m['flags']}`, commit {m['commit']}",
+        f"- {m['compiler']}, {m['build_type']} `{m['flags']}`",
         "- load average at the start: " + ", ".join(f"{x:.2f}" for x in m["load_average"]),
         "",
     ]
@@ -83,7 +86,7 @@ def pair_medians(cycle, name):
 
 
 def cycle_section(cycle, profile):
-    lines = ["## 1. Cycle cost in process (goal: extension within 5% of the hand-written floor)", "",
+    lines = ["### 1. Cycle cost in process (goal: extension within 5% of the hand-written floor)", "",
              "start_run + mark_run_running + complete_run against the same SQL over the C API"
              " with reused prepared statements; file databases, WAL. One cycle of each in turn;"
              " time per cycle and the ratio, medians over the repetitions.", "",
@@ -111,7 +114,7 @@ def cycle_section(cycle, profile):
 
 
 def python_section(py):
-    lines = ["## 2. The cycle from Python (goal: the extension no slower than the usual code)", "",
+    lines = ["### 2. The cycle from Python (goal: the extension no slower than the usual code)", "",
              "Debian's /usr/bin/python3, stdlib sqlite3. The application code: an"
              " `immediate_transaction()` context manager around the active-run query and the"
              " INSERT, then two guarded UPDATEs.", "",
@@ -134,7 +137,7 @@ def active_run_section(cycle):
     m = medians(cycle) if cycle else {}
     sizes = sorted({int(name.split("/")[1].split(":")[1]) for name in m
                     if name.startswith("active_run/")})
-    lines = ["## 3. active_run() as the history grows (goal: ratio under 1.5)", "",
+    lines = ["### 3. active_run() as the history grows (goal: ratio under 1.5)", "",
              "One active run plus N finished runs. Time per query, median.", ""]
     if len(sizes) < 2:
         return lines + ["(no data)", ""]
@@ -153,7 +156,7 @@ def active_run_section(cycle):
 
 
 def contention_section(rows):
-    lines = ["## 4. Contention (processes started with fork+exec, busy_timeout 5000)", "",
+    lines = ["### 4. Contention (processes started with fork+exec, busy_timeout 5000)", "",
              "Each process starts and finishes runs as fast as it can. *wait* is the duration of"
              " one start_run call (refusals included); *BUSY* counts calls that ended in"
              " SQLITE_BUSY (start_run / the finishing updates); *wins* the runs started per"
@@ -175,7 +178,7 @@ def contention_section(rows):
 
 
 def memory_section(conns, cycles):
-    lines = ["## 5. Memory", ""]
+    lines = ["### 5. Memory", ""]
     if conns:
         plain = conns["plain"]["heap_per_connection"]
         lines += [f"Heap per connection ({conns['connections']} connections open at once, each"
@@ -207,10 +210,14 @@ def memory_section(conns, cycles):
 
 
 def profile_section(profile):
-    lines = ["## 6. Profile of one cycle (callgrind, instructions per cycle)", ""]
+    lines = ["### 6. Profile of one cycle (callgrind, instructions per cycle)", ""]
     if not profile:
         return lines + ["(valgrind not installed: no profile)", ""]
     e, h, c = profile["extension"], profile["handwritten"], profile["handwritten+calls"]
+    for v in (e, h, c):  # objects callgrind could not name
+        other = sum(v["by_object"].pop(g, 0) for g in ("?", "???"))
+        if other:
+            v["by_object"]["other (unnamed)"] = other
     lines += ["| where | extension | hand-written | hand-written + 3 function calls |",
               "|---|---:|---:|---:|"]
     for group in sorted(set(e["by_object"]) | set(h["by_object"]),
@@ -224,12 +231,18 @@ def profile_section(profile):
               "|---|---:|"]
     for f in e["own_functions"]:
         if f["ir"] >= 10:
-            lines.append(f"| `{f['function'].split('(')[0][:70]}` | {f['ir']:,.0f} |")
+            lines.append(f"| `{f['function'].replace('(anonymous namespace)::', '').split('(')[0][:70]}` | {f['ir']:,.0f} |")
     return lines + [""]
 
 
+BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
+
+
 def main(argv):
-    if len(argv) != 2:
+    into = None
+    if len(argv) == 4 and argv[2] == "--into":
+        into = argv[3]
+    elif len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     results = argv[1]
@@ -243,7 +256,19 @@ def main(argv):
     out += contention_section(load(results, "contention.jsonl"))
     out += memory_section(load(results, "memory_connections.json"), load(results, "memory_cycles.json"))
     out += profile_section(profile)
-    print("\n".join(out))
+    text = "\n".join(out)
+    if into is None:
+        print(text)
+        return 0
+    with open(into) as f:
+        doc = f.read()
+    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
+        print(f"{into} needs one line {BEGIN} and one line {END}", file=sys.stderr)
+        return 1
+    head, rest = doc.split(BEGIN)
+    _, tail = rest.split(END)
+    with open(into, "w") as f:
+        f.write(head + BEGIN + "\n\n" + text + "\n" + END + tail)
     return 0
 
 
