@@ -16,6 +16,9 @@
 //                50 us doubling to a 2 ms cap (each sleep jittered x0.5..1.5)
 //                instead of SQLite's 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
 //                100, 100, ... ms, until the same 5 s
+//   extension+backoff-start  the same handler for start_run only (the finishing
+//                updates keep busy_timeout): what the extension could do
+//                inside start_run alone
 //   extension+poll   the same with a flat random 0.1-1 ms sleep
 //   extension+flock  extension, each write call made while holding flock()
 //                on DB-bench.lock: the kernel queues the waiters
@@ -197,7 +200,11 @@ int worker(const std::string& db_path, const std::string& extension, const std::
     const std::int64_t t0 = now_ns();
     if (uses_extension) {
       FileLock lock(lock_fd);
+      if (variant == "extension+backoff-start") {
+        sqlite3_busy_handler(db.get(), backoff_busy_handler, &rng);
+      }
       ok = step_all(start, db.get(), &id, &refused);
+      if (variant == "extension+backoff-start") sqlite3_busy_timeout(db.get(), 5000);
     } else {
       ok = step_all(begin, db.get(), nullptr, nullptr);
       if (ok) {

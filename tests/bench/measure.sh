@@ -38,7 +38,7 @@ echo "== python_cycle (item 2)" >&2
 
 echo "== contention (item 4)" >&2
 "$bin/contention" --extension "$ext" --processes $procs --seconds $seconds \
-  --variants extension,handwritten,extension+backoff,extension+flock --json contention.jsonl >&2
+  --variants extension,handwritten,extension+backoff,extension+backoff-start,extension+flock --json contention.jsonl >&2
 
 echo "== memory (item 5)" >&2
 "$bin/memory_bench" "$ext" connections $conns > memory_connections.json
