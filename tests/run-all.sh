@@ -16,8 +16,12 @@ for compiler in g++ clang++; do
   postgres=OFF
   [ "$compiler" = g++ ] && postgres=ON
   echo "== $compiler: build in $build"
+  # The brief benchmark run (ctest label bench) once, with g++: valgrind 3.19
+  # cannot read the DWARF 5 of clang++ 14, and once is what it is for.
+  smoke=ON
+  [ "$compiler" = g++ ] || smoke=OFF
   cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DRUNS_TEST_POSTGRES="$postgres"
+    -DRUNS_BENCH_SMOKE=$smoke -DRUNS_TEST_POSTGRES="$postgres"
   cmake --build "$build" -j "$jobs"
   echo "== $compiler: tests"
   ctest --test-dir "$build" --output-on-failure -j "$jobs"
