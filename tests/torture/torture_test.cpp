@@ -47,6 +47,15 @@
 // it), where the first worker migrates alone and is usually killed inside
 // runs_migrate(); the others continue the previous iteration's database.
 //
+// Two more tests take every kill moment instead of random ones, each on a
+// fresh database, in both journal modes: runs_migrate() on an empty database
+// killed at each of its events is left untouched or complete, never between,
+// where the same migration applied file by file (each file its own
+// transaction, as a migration tool would) is left half-done by some of the
+// same kills; and start_run() killed at each of its events while it reclaims
+// a killed owner's run commits the reclaim and the new run together or not at
+// all.
+//
 // Randomness is seeded: the seed is printed; RUNS_TORTURE_SEED=<seed> replays
 // the same plans (the interleavings of processes differ from run to run);
 // RUNS_TORTURE_ITERATIONS=<n> sets the number of iterations (CI: 300, about
@@ -225,8 +234,13 @@ class Torture {
         close(child.in);
         std::string text;
         char buffer[4096];
-        ssize_t n;
-        while ((n = read(child.out, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<std::size_t>(n));
+        ssize_t n = 1;
+        pollfd fd{child.out, POLLIN, 0};
+        // A hang guard, not synchronisation.
+        while (n > 0 && poll(&fd, 1, kHangGuardMs) == 1 && (n = read(child.out, buffer, sizeof buffer)) > 0) {
+          text.append(buffer, static_cast<std::size_t>(n));
+        }
+        if (n != 0) kill(child.pid, SIGKILL);
         close(child.out);
         int status = 0;
         waitpid(child.pid, &status, 0);
@@ -294,6 +308,10 @@ class Torture {
       ++figures_.iterations;
       ++figures_.starts[name_of(start)];
       ++figures_.journal_modes[mode_];
+      if (figures_.iterations % 1000 == 0) {
+        std::cout << "[ torture  ] " << figures_.iterations << " iterations, " << figures_.kills << " kills"
+                  << std::endl;
+      }
     }
     remove_files();
   }
@@ -846,5 +864,166 @@ TEST(Torture, KillNineAtRandomMoments) {
     EXPECT_GE(f.kills, iterations);
   }
 }
+
+// ---- every event, exhaustively ---------------------------------------------
+//
+// The random iterations above pick kill moments; these sweeps take every
+// one: a fresh database per event E, a worker paused at the E-th event of
+// the call and killed there, for E = 1, 2, ... until the call finishes
+// before reaching E. Both journal modes.
+
+// Runs a torture_worker until it pauses ("K ..."; then it is killed there)
+// or prints a line that starts with `finished` (then it is killed too, having
+// not reached its pause). The K line, or "" when it finished first.
+std::string run_until_pause(const std::vector<std::string>& args, const std::string& finished, pid_t& pid) {
+  const ChildProcess child = runs_test::spawn_child(args);
+  pid = child.pid;
+  if (child.pid <= 0) return "";
+  std::string buffer, stop;
+  bool ended = false;
+  while (!ended) {
+    pollfd fd{child.out, POLLIN, 0};
+    // A hang guard, not synchronisation.
+    if (poll(&fd, 1, kHangGuardMs) != 1) {
+      ADD_FAILURE() << "the worker said nothing for " << kHangGuardMs << " ms";
+      break;
+    }
+    char bytes[4096];
+    const ssize_t n = read(child.out, bytes, sizeof bytes);
+    if (n <= 0) {
+      ADD_FAILURE() << "the worker ended early: " << buffer;
+      break;
+    }
+    buffer.append(bytes, static_cast<std::size_t>(n));
+    std::size_t newline;
+    while (!ended && (newline = buffer.find('\n')) != std::string::npos) {
+      const std::string line = buffer.substr(0, newline);
+      buffer.erase(0, newline + 1);
+      EXPECT_NE(line.rfind("E ", 0), 0u) << line;
+      if (line.rfind("K ", 0) == 0) stop = line;
+      ended = line.rfind("K ", 0) == 0 || line.rfind(finished, 0) == 0 || line.rfind("E ", 0) == 0;
+    }
+  }
+  kill(child.pid, SIGKILL);
+  int status = 0;
+  waitpid(child.pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  close(child.in);
+  close(child.out);
+  return stop;
+}
+
+std::vector<std::string> sweep_args(const std::string& db, const std::string& pause, long keys) {
+  return {TORTURE_WORKER_PATH, "--db", db, "--extension", RUNS_EXTENSION_PATH, "--seed", "1", "--ops", "1",
+          "--name", "sweep", "--keys", std::to_string(keys), "--pause", pause};
+}
+
+void fresh_database(const std::string& path, const std::string& mode) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) unlink((path + suffix).c_str());
+  const TestDb db(path);
+  EXPECT_EQ(db.value("PRAGMA journal_mode = " + mode), mode);
+}
+
+// runs_migrate() killed at each of its events on an empty database leaves
+// the schema untouched or complete, never between; the file-by-file way, each
+// file its own transaction, is left half-migrated by some of the same kills.
+// Either way the next runs_migrate() completes the schema.
+TEST(Torture, AKillAtEveryEventOfAMigrationNeverLeavesItHalfDone) {
+  TempDir dir(database_dir());
+  std::string latest;
+  {
+    const TestDb reference;
+    EXPECT_EQ(reference.value("SELECT runs_migrate()"), runs_test::kLatestSchemaVersion);
+    latest = schema_of(reference);
+  }
+  for (const std::string mode : {"wal", "delete"}) {
+    for (const bool by_file : {false, true}) {
+      std::map<std::string, long> outcomes;  // schema after the kill: untouched, latest, or versions
+      long event = 1;
+      for (; event < 10'000 && !::testing::Test::HasFailure(); ++event) {
+        fresh_database(dir.db(), mode);
+        std::vector<std::string> args = sweep_args(dir.db(), (by_file ? "migrate_file:" : "runs_migrate:") + std::to_string(event), 1);
+        if (by_file) args.insert(args.end(), {"--migrate-by-file", RUNS_SOURCE_DIR "/sql"});
+        pid_t pid = -1;
+        if (run_until_pause(args, "A history", pid).empty()) break;  // migrated before event E
+        const TestDb db(dir.db());
+        db.exec("PRAGMA busy_timeout = 10000");
+        EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok") << mode << " event " << event;
+        EXPECT_EQ(db.value("PRAGMA journal_mode"), mode);
+        const std::string schema = schema_of(db);
+        ++outcomes[schema.empty() ? "untouched" : schema == latest ? "latest" : "half(" + versions_of(db) + ")"];
+        EXPECT_EQ(db.value("SELECT runs_migrate()"), runs_test::kLatestSchemaVersion);
+        EXPECT_EQ(schema_of(db), latest);
+      }
+      const long untouched = outcomes["untouched"], complete = outcomes["latest"];
+      std::cout << "[ torture  ] " << mode << ", " << (by_file ? "file by file" : "runs_migrate()") << ": killed at "
+                << event - 1 << " events: " << counts_text(outcomes) << std::endl;
+      EXPECT_GT(untouched, 0) << mode;
+      EXPECT_GT(complete, 0) << mode;
+      if (by_file) {
+        EXPECT_GT(event - 1 - untouched - complete, 0) << mode << ": the naive way was never left half-done";
+      } else {
+        EXPECT_EQ(untouched + complete, event - 1) << mode << ": half-migrated by a kill";
+      }
+    }
+  }
+}
+
+// start_run() killed at each of its events, while it reclaims the run of an
+// owner killed before: the reclaim and the new run commit together or not at
+// all. Afterwards the next start_run() reclaims whichever run is active.
+TEST(Torture, AKillAtEveryEventOfStartRunLeavesTheReclaimAndTheNewRunAllOrNothing) {
+  TempDir dir(database_dir());
+  const std::string host = host_name();
+  for (const std::string mode : {"wal", "delete"}) {
+    long before_commit = 0, after_commit = 0, event = 1;
+    for (; event < 10'000 && !::testing::Test::HasFailure(); ++event) {
+      fresh_database(dir.db(), mode);
+      {
+        const TestDb db(dir.db());
+        EXPECT_EQ(db.value("SELECT runs_migrate()"), runs_test::kLatestSchemaVersion);
+        db.exec(runs_test::history_sql(kHistory, "new.concurrency_key"));
+      }
+      // The first owner starts run 1 and is killed at once after: at the first
+      // event of its mark_run_running().
+      pid_t first = -1;
+      EXPECT_NE(run_until_pause(sweep_args(dir.db(), "mark_run_running:1", 1), "R mark_run_running", first), "");
+      pid_t second = -1;
+      if (run_until_pause(sweep_args(dir.db(), "start_run:" + std::to_string(event), 1), "R start_run", second).empty()) {
+        break;  // its start_run() returned before event E
+      }
+      const TestDb db(dir.db());
+      db.exec("PRAGMA busy_timeout = 10000");
+      EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok") << mode << " event " << event;
+      const auto rows = db.run("SELECT id, status, owner_pid, error_message FROM runs ORDER BY id");
+      ASSERT_EQ(rows.code, SQLITE_OK) << rows.message;
+      using Row = std::vector<std::optional<std::string>>;
+      const std::string gone = "abandoned: owner process " + std::to_string(first) + " on " + host + " is gone";
+      pid_t active_owner = first;
+      if (rows.rows.size() == 1) {
+        ++before_commit;
+        EXPECT_EQ(rows.rows[0], (Row{"1", "pending", std::to_string(first), std::nullopt})) << mode << " " << event;
+      } else {
+        ++after_commit;
+        active_owner = second;
+        EXPECT_EQ(rows.rows, (std::vector<Row>{Row{"1", "failed", std::to_string(first), gone},
+                                               Row{"2", "pending", std::to_string(second), std::nullopt}}))
+            << mode << " event " << event;
+      }
+      const runs_test::Replay history = runs_test::replay(db, kHistory);
+      EXPECT_LE(runs_test::max_active(history, "a"), 1);
+      // The next start reclaims the active run, whichever it is.
+      const std::string next = rows.rows.size() == 1 ? "2" : "3";
+      EXPECT_EQ(db.value("SELECT start_run('check', 'torture', 'a')"), next);
+      EXPECT_EQ(db.value("SELECT error_message FROM runs WHERE id = " + std::to_string(std::stoi(next) - 1)),
+                "abandoned: owner process " + std::to_string(active_owner) + " on " + host + " is gone");
+    }
+    std::cout << "[ torture  ] " << mode << ", start_run() reclaiming a killed owner's run: killed at " << event - 1
+              << " events: " << before_commit << " before its commit, " << after_commit << " after" << std::endl;
+    EXPECT_GT(before_commit, 0) << mode;
+    EXPECT_GT(after_commit, 0) << mode;
+  }
+}
+
 
 }  // namespace

@@ -40,17 +40,29 @@
 //   --between N      pause before the (N+1)-th call, after the N-th returned.
 //
 // With neither it runs to the end (the parent may still kill it at a random
-// moment). Usage:
+// moment). Its first call after the migration is always start_run().
+//
+//   --migrate-by-file SQLDIR   instead of runs_migrate(), apply the migration
+//                    files above the recorded version one by one, each its
+//                    own transaction, as call 'migrate_file' (the naive way
+//                    that the test shows being left half-done by a kill).
 //
 //   torture_worker --db PATH --extension PATH --seed N --ops N --name NAME
-//                  [--synchronous off|normal|full] [--pause CALL:E] [--between N]
+//                  [--keys N] [--synchronous off|normal|full] [--pause CALL:E]
+//                  [--between N] [--migrate-by-file SQLDIR]
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "history_sql.h"
 
@@ -295,7 +307,55 @@ void lost(const std::string& what) {
   g_held = Held{};
 }
 
+// --migrate-by-file: the migration files applied one by one, each in its own
+// transaction (each file is a SAVEPOINT), as `sqlite3 app.db < sql/00N_*.sql`
+// or a migration tool would: only the files above the recorded version.
+std::string g_sql_dir;
+
+void migrate_by_file() {
+  long current = 0;
+  {
+    sqlite3_stmt* stmt = nullptr;
+    const char* sql =
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'runs_schema_migrations')"
+        " THEN 1 ELSE 0 END";
+    if (sqlite3_prepare_v2(g_db, sql, -1, &stmt, nullptr) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+      fail(std::string("reading the schema: ") + sqlite3_errmsg(g_db));
+    }
+    const bool exists = sqlite3_column_int(stmt, 0) != 0;
+    sqlite3_finalize(stmt);
+    if (exists) {
+      if (sqlite3_prepare_v2(g_db, "SELECT coalesce(max(version), 0) FROM runs_schema_migrations", -1, &stmt,
+                             nullptr) != SQLITE_OK ||
+          sqlite3_step(stmt) != SQLITE_ROW) {
+        fail(std::string("reading the version: ") + sqlite3_errmsg(g_db));
+      }
+      current = sqlite3_column_int(stmt, 0);
+      sqlite3_finalize(stmt);
+    }
+  }
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(g_sql_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".sql" && std::isdigit(static_cast<unsigned char>(name[0]))) {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    if (std::strtol(file.filename().string().c_str(), nullptr, 10) <= current) continue;
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!call("migrate_file", text.str(), "-", true).ok) fail("applying " + file.string() + " was busy");
+  }
+}
+
 void migrate() {
+  if (!g_sql_dir.empty()) {
+    migrate_by_file();
+    return;
+  }
   for (int attempt = 0; attempt < 50; ++attempt) {
     if (!busy(call("runs_migrate", "SELECT runs_migrate()", "-"))) return;
   }
@@ -390,6 +450,7 @@ int main(int argc, char** argv) {
     else if (flag == "--keys") keys = std::strtol(value.c_str(), nullptr, 10);
     else if (flag == "--name") g_name = value;
     else if (flag == "--synchronous") synchronous = value;
+    else if (flag == "--migrate-by-file") g_sql_dir = value;
     else if (flag == "--between") g_pause_between = std::strtol(value.c_str(), nullptr, 10);
     else if (flag == "--pause") {
       const auto colon = value.find(':');
@@ -403,7 +464,8 @@ int main(int argc, char** argv) {
   if (path.empty() || extension.empty() || ops < 0 || keys < 1 || keys > 26 || g_name.empty() ||
       (synchronous != "off" && synchronous != "normal" && synchronous != "full")) {
     fail("usage: torture_worker --db PATH --extension PATH --seed N --ops N --name NAME"
-         " [--keys N] [--synchronous off|normal|full] [--pause CALL:E] [--between N]");
+         " [--keys N] [--synchronous off|normal|full] [--pause CALL:E] [--between N]"
+         " [--migrate-by-file SQLDIR]");
   }
   g_random.seed(seed);
   install_vfs();
@@ -425,7 +487,7 @@ int main(int argc, char** argv) {
   for (long op = 0; op < ops; ++op) {
     const long dice = below(100);
     if (g_held.id.empty()) {
-      if (dice < 65) start(keys);
+      if (dice < 65 || op == 0) start(keys);
       else if (dice < 75) cancel_other(keys);
       else if (dice < 85) call("reap_stale_runs", "SELECT reap_stale_runs()", "-");
       else if (dice < 92) call("runs_migrate", "SELECT runs_migrate()", "-");
