@@ -669,7 +669,13 @@ class Torture {
     ++figures_.kills;
     killed_.insert(worker.child.pid);
     release_deferred_ = true;
-    if (worker.child.pid == first_migrator_ && worker.in_call == "runs_migrate" && below(2) == 0) {
+    // The first migrator killed inside its first runs_migrate(), before any
+    // other worker started (they wait for its migration; a check while one
+    // runs could wait on its locks).
+    const bool others = std::any_of(workers_.begin(), workers_.end(),
+                                    [&](const Worker& other) { return !other.ended && &other != &worker; });
+    if (worker.child.pid == first_migrator_ && worker.in_call == "runs_migrate" && !migrated_seen_ && !others &&
+        below(2) == 0) {
       check_schema_after_kill();
     }
     if (!alone_ && spawned_this_iteration_ + replacements_ < kMaxWorkersPerIteration && below(2) == 0) {
