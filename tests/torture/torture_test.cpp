@@ -59,11 +59,32 @@
 // Randomness is seeded: the seed is printed; RUNS_TORTURE_SEED=<seed> replays
 // the same plans (the interleavings of processes differ from run to run);
 // RUNS_TORTURE_ITERATIONS=<n> sets the number of iterations (CI: 300, about
-// 10 s); RUNS_TORTURE_DIR=<dir> where the databases live (below: /dev/shm).
+// 10 s); RUNS_TORTURE_DIR=<dir> where the databases live (default /dev/shm,
+// see database_dir()).
 //
-// Measured (RelWithDebInfo, g++, this 2-core machine shared with other jobs):
-//   see the report of the torture branch; the figures are printed at the end
-//   of each run as "[ torture  ] ..." lines.
+// Measured (RelWithDebInfo, g++ 12, SQLite 3.40.1, a 2-core machine shared
+// with other jobs, nice 19), 0 failures each:
+//   RUNS_TORTURE_SEED=20240601 RUNS_TORTURE_ITERATIONS=30000 (tmpfs): 30,000
+//     iterations in 701 s (15,120 rollback journal, 14,880 WAL; 8,324 from a
+//     fresh database: 4,124 empty, 2,089 at migration 1, 2,111 at 2),
+//     119,322 workers, 79,412 kills: 32,932 paused inside start_run() and
+//     1,096 timed kills inside it; 15,452 + 1,885 inside runs_migrate(), 5,496
+//     of them while no migration had committed yet; 9,029 + 2,627 between
+//     calls; 14,994 + 1,397 inside the other calls. 272,072 runs started, 18,007
+//     reclaimed from killed owners; 1,351 iterations ended with every
+//     migration killed and the schema untouched, and 2,515 checks right after
+//     a kill inside a real migration found it untouched (2,461) or complete
+//     (54), never between.
+//   RUNS_TORTURE_DIR=/tmp RUNS_TORTURE_SEED=8 RUNS_TORTURE_ITERATIONS=6000
+//     (ext4, real fsyncs): 6,000 iterations in 365 s, 23,590 workers, 14,868
+//     kills: 6,446 + 95 inside start_run(), 3,055 + 147 inside runs_migrate()
+//     (1,059 in a real migration), 1,781 + 125 between calls, 3,020 + 199
+//     inside the other calls; 58,367 runs started, 3,563 reclaimed.
+//   The sweeps: runs_migrate() killed at each of its 157 (WAL) and 151
+//     (rollback journal) events, never half-done; file by file, 95 of 179
+//     and 110 of 191 kills left it half-done; start_run() killed at each of
+//     its 37 and 56 events while reclaiming: all or nothing.
+// Each line "[ torture  ] iterations=..." of a run gives these figures.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>

@@ -7,17 +7,20 @@
 // heartbeats, completes, fails and cancels them, cancels other workers' runs,
 // reaps stale runs and migrates again. It holds at most one run at a time and
 // ends it before it exits. The parent kills it with SIGKILL somewhere along
-// the way.
+// the way. Any other outcome ends it with an E line: an error other than
+// SQLITE_BUSY (or a refused start), a connection left inside a transaction,
+// a result no call may give, or its running run taken from it while it
+// lives.
 //
 // It reports on stdout, one line per event, each with a single write(2), so
 // that a SIGKILL never leaves half a line:
 //
 //   A <call>                        about to call <call>
-//   R <call> <run|-> <outcome> <n>  <call> returned: its value, 'refused' (the
-//                                   key is held), 'busy' (SQLITE_BUSY), or
-//                                   'lost' (the run was no longer ours); <run>
-//                                   is the run it was about ('-': none); <n>
-//                                   the events counted inside the call
+//   R <call> <run|-> <outcome> <n>  <call> returned: its value ('ok' for
+//                                   the history's DDL), 'refused' (start_run:
+//                                   the key is held) or 'busy' (SQLITE_BUSY);
+//                                   <run> is the run it was about ('-': none);
+//                                   <n> the events counted inside the call
 //   K in <call> <event> <n>         paused at the n-th event inside <call>
 //   K between <call> <call>         paused between two calls
 //   D                               done (the last line; exit 0)
