@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "history.h"
 #include "temp_dir.h"
 #include "test_db.h"
 
@@ -55,6 +56,10 @@ extern char** environ;
 
 namespace {
 
+using runs_test::max_active;
+using runs_test::overlaps;
+using runs_test::replay;
+using runs_test::Replay;
 using runs_test::TempDir;
 using runs_test::TestDb;
 
@@ -104,21 +109,7 @@ void create_database(const std::string& path, Schema schema) {
     EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_insert_guard'"), "1");
   }
   const std::string key = schema == Schema::kMigration001 ? "''" : "new.concurrency_key";
-  db.exec(
-      "CREATE TABLE race_history ("
-      "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-      "  run_id INTEGER NOT NULL,"
-      "  concurrency_key TEXT NOT NULL,"
-      "  event TEXT NOT NULL CHECK (event IN ('active', 'inactive')));"
-      "CREATE TRIGGER race_history_insert AFTER INSERT ON runs"
-      " WHEN new.status IN ('pending', 'running')"
-      " BEGIN INSERT INTO race_history (run_id, concurrency_key, event)"
-      "  VALUES (new.id, " + key + ", 'active'); END;"
-      "CREATE TRIGGER race_history_update AFTER UPDATE OF status ON runs"
-      " WHEN (old.status IN ('pending', 'running')) <> (new.status IN ('pending', 'running'))"
-      " BEGIN INSERT INTO race_history (run_id, concurrency_key, event)"
-      "  VALUES (new.id, " + key + ","
-      "   CASE WHEN new.status IN ('pending', 'running') THEN 'active' ELSE 'inactive' END); END;");
+  db.exec(runs_test::history_sql("race_history", key));
 }
 
 struct WorkerResult {
@@ -341,55 +332,6 @@ class Race {
   bool failed_ = false;
 };
 
-// The history replayed.
-struct Replay {
-  std::map<std::string, long> max_active;  // per key: most runs active at once
-  std::map<std::string, long> overlaps;    // per key: 'active' events that found one active already
-  long max_active_all_keys = 0;            // most runs active at once, keys together
-  std::map<long long, std::string> events_of_run;  // "AI" = active then inactive
-  long events = 0;
-  std::vector<std::string> anomalies;  // an 'inactive' for a key with none active
-};
-
-Replay replay(const TestDb& db) {
-  Replay out;
-  const auto history =
-      db.run("SELECT run_id, concurrency_key, event FROM race_history ORDER BY seq");
-  EXPECT_EQ(history.code, SQLITE_OK) << history.message;
-  std::map<std::string, long> active;
-  long all = 0;
-  for (const auto& row : history.rows) {
-    const long long run = std::stoll(row[0].value_or("0"));
-    const std::string key = row[1].value_or("<NULL>");
-    const std::string event = row[2].value_or("<NULL>");
-    ++out.events;
-    if (event == "active") {
-      if (active[key] > 0) ++out.overlaps[key];
-      ++active[key];
-      ++all;
-      out.events_of_run[run] += 'A';
-    } else {
-      if (active[key] == 0) out.anomalies.push_back("run " + std::to_string(run) + " inactive twice");
-      --active[key];
-      --all;
-      out.events_of_run[run] += 'I';
-    }
-    out.max_active[key] = std::max(out.max_active[key], active[key]);
-    out.max_active_all_keys = std::max(out.max_active_all_keys, all);
-  }
-  return out;
-}
-
-// Lookups that give 0 for a key with no history, rather than throwing.
-long max_active(const Replay& history, const std::string& key) {
-  const auto it = history.max_active.find(key);
-  return it == history.max_active.end() ? 0 : it->second;
-}
-long overlaps(const Replay& history, const std::string& key) {
-  const auto it = history.overlaps.find(key);
-  return it == history.overlaps.end() ? 0 : it->second;
-}
-
 long long count(const TestDb& db, const std::string& sql) {
   return std::stoll(db.value(sql).value_or("-1"));
 }
@@ -467,7 +409,7 @@ Outcome race(const char* name, Schema schema, const std::string& mode, long iter
   outcome.results = Race(dir.db(), iterations, lockstep).run(specs);
   {
     const TestDb db(dir.db());  // opened only after every worker has exited
-    outcome.history = replay(db);
+    outcome.history = replay(db, "race_history");
     for (std::size_t i = 0; i < outcome.results.size(); ++i) {
       const auto wins = outcome.results[i].counts.find("wins");
       outcome.wins_of_key[specs[i].key] += wins != outcome.results[i].counts.end() ? wins->second : 0;
@@ -849,7 +791,7 @@ TEST(Race, KilledOwnersAreReclaimedAndTheInvariantHolds) {
   EXPECT_GE(race.owner_killed.size(), 2u);
 
   // The invariant, throughout.
-  const Replay history = replay(db);
+  const Replay history = replay(db, "race_history");
   EXPECT_EQ(max_active(history, ""), 1);
   EXPECT_EQ(overlaps(history, ""), 0);
   EXPECT_TRUE(history.anomalies.empty());

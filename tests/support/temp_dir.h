@@ -14,10 +14,13 @@ namespace runs_test {
 
 class TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                          "/runs-test-XXXXXX";
+  // In `base`; by default in $TMPDIR, or /tmp.
+  explicit TempDir(std::string base = "") {
+    if (base.empty()) {
+      const char* tmpdir = std::getenv("TMPDIR");
+      base = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
+    }
+    std::string pattern = base + "/runs-test-XXXXXX";
     std::vector<char> buffer(pattern.begin(), pattern.end());
     buffer.push_back('\0');
     if (mkdtemp(buffer.data()) == nullptr) {

@@ -2,20 +2,15 @@
 // SQLite state inherited), driven statement by statement in lockstep.
 #pragma once
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string>
-#include <vector>
 
-extern char** environ;
+#include "child_process.h"
 
 namespace runs_test {
 
@@ -23,30 +18,10 @@ class WorkerProcess {
  public:
   // Starts `sql_worker database extension`.
   explicit WorkerProcess(const std::string& database) {
-    int in[2];
-    int out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    std::vector<std::string> args = {SQL_WORKER_PATH, database, RUNS_EXTENSION_PATH};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    const int rc = posix_spawn(&pid_, SQL_WORKER_PATH, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(in[0]);
-    close(out[1]);
-    to_ = in[1];
-    from_ = out[0];
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn " << SQL_WORKER_PATH << ": " << std::strerror(rc);
-      pid_ = -1;
-    }
+    const ChildProcess child = spawn_child({SQL_WORKER_PATH, database, RUNS_EXTENSION_PATH});
+    pid_ = child.pid;
+    to_ = child.in;
+    from_ = child.out;
   }
 
   ~WorkerProcess() {
