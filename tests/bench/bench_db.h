@@ -8,11 +8,14 @@
 #pragma once
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -164,20 +167,53 @@ class ExtensionCycle {
   const char* key_;
 };
 
-// The SQL of the cycle written by hand: the extension's own statements, so
-// that the two differ only in how they are driven.
+// The SQL of the cycle written by hand: the extension's own statements
+// (ext/run_store.cpp), owner and lease included, so that the two differ only
+// in how they are driven. The owner is this process, read once.
 inline constexpr const char* kHandActiveRun =
-    "SELECT id, scope, status, coalesce(started_at, created_at) FROM main.runs"
+    "SELECT id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id,"
+    " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"
+    " lease_expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM main.runs"
     " WHERE concurrency_key = ?1 AND status IN ('pending', 'running')";
 inline constexpr const char* kHandInsert =
-    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at)"
-    " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
+    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at, owner_host,"
+    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, heartbeat_at, lease_seconds,"
+    " lease_expires_at)"
+    " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4, ?5, ?6, ?7, ?8,"
+    " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, NULL)";
 inline constexpr const char* kHandMarkRunning =
-    "UPDATE main.runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "UPDATE main.runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
+    " owner_host = ?2, owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6,"
+    " heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), lease_expires_at = CASE WHEN"
+    " lease_seconds IS NULL THEN lease_expires_at ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' ||"
+    " lease_seconds || ' seconds') END"
     " WHERE id = ?1 AND status = 'pending'";
 inline constexpr const char* kHandComplete =
     "UPDATE main.runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     " WHERE id = ?1 AND status = 'running'";
+
+// This process as an owner: host name, boot id, pid namespace, pid, start time.
+struct HandOwner {
+  std::string host, boot_id;
+  sqlite3_int64 pid_ns = 0, pid = 0, start_time = 0;
+  HandOwner() {
+    char name[256] = {};
+    gethostname(name, sizeof name - 1);
+    host = name;
+    std::ifstream("/proc/sys/kernel/random/boot_id") >> boot_id;
+    struct stat ns {};
+    if (stat("/proc/self/ns/pid", &ns) == 0) pid_ns = static_cast<sqlite3_int64>(ns.st_ino);
+    pid = getpid();
+    std::ifstream stat_file("/proc/self/stat");
+    std::string line;
+    std::getline(stat_file, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 1));
+    std::string field;
+    for (int i = 3; i < 22 && fields >> field; ++i) {
+    }
+    fields >> start_time;
+  }
+};
 
 // The same work written by hand over the C API, statements prepared once:
 // BEGIN IMMEDIATE, look up the key's active run, insert, COMMIT, then the two
@@ -197,10 +233,13 @@ class HandCycle {
     begin_.run();
     if (active_.bind(1, key_).row()) die("hand cycle: a run is already active");
     active_.reset();
-    insert_.bind(1, "bench").bind(2, "bench").bind(3, key_).run();
+    insert_.bind(1, "bench").bind(2, "bench").bind(3, key_).bind(4, owner_.host.c_str())
+        .bind(5, owner_.boot_id.c_str()).bind(6, owner_.pid_ns).bind(7, owner_.pid)
+        .bind(8, owner_.start_time).run();
     const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
     commit_.run();
-    running_.bind(1, id).run();
+    running_.bind(1, id).bind(2, owner_.host.c_str()).bind(3, owner_.boot_id.c_str())
+        .bind(4, owner_.pid_ns).bind(5, owner_.pid).bind(6, owner_.start_time).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: mark running changed nothing");
     complete_.bind(1, id).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: complete changed nothing");
@@ -209,6 +248,7 @@ class HandCycle {
 
  private:
   sqlite3* db_;
+  HandOwner owner_;
   Stmt begin_, active_, insert_, commit_, running_, complete_;
   const char* key_;
 };
