@@ -1,7 +1,10 @@
 #!/bin/sh
-# Builds the extension and every test with g++ and with clang++ (both with
-# -Wall -Wextra -Wpedantic -Werror), then runs the whole suite through ctest
-# with each build. Usage: tests/run-all.sh   (from anywhere)
+# Builds the extension and every test three times and runs the whole suite
+# through ctest with each build (all with -Wall -Wextra -Wpedantic -Werror):
+#   build/test-g++       g++; also the shell and unit tests under valgrind memcheck
+#   build/test-clang++   clang++
+#   build/test-sanitize  g++ with AddressSanitizer + UndefinedBehaviorSanitizer
+# docs/reliability.md explains the checked builds. Usage: tests/run-all.sh   (from anywhere)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -10,11 +13,16 @@ if [ ! -d tests/node/node_modules/better-sqlite3 ]; then
   exit 1
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-for compiler in g++ clang++; do
-  build="build/test-$compiler"
-  echo "== $compiler: build in $build"
-  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run() {  # run NAME COMPILER [CMAKE OPTIONS...]
+  name=$1 compiler=$2
+  shift 2
+  build="build/test-$name"
+  echo "== $name: build in $build"
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
   cmake --build "$build" -j "$jobs"
-  echo "== $compiler: tests"
+  echo "== $name: tests"
   ctest --test-dir "$build" --output-on-failure -j "$jobs"
-done
+}
+run g++ g++ -DRUNS_VALGRIND=ON -DRUNS_SANITIZE=OFF -DRUNS_FUZZ=OFF
+run clang++ clang++ -DRUNS_FUZZ=OFF -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF
+run sanitize g++ -DRUNS_SANITIZE=ON -DRUNS_VALGRIND=OFF -DRUNS_FUZZ=OFF
