@@ -94,9 +94,15 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
                                   std::string_view key) {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  // Every statement is prepared, and the schema checked, before BEGIN: inside
+  // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
+  // makes SQLite refuse every statement, ROLLBACK included, until the
+  // caller's statement ends, and the connection would stay in the transaction.
+  Statement& find_active = statement(kActiveRunDetails);
+  Statement& insert = statement(kInsertRun);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   {
-    Query active(statement(kActiveRunDetails));
+    Query active(find_active);
     active.bind(1, key);
     if (active.step()) {
       std::string message = "run " + std::to_string(active.int64(0)) + " is already active";
@@ -108,7 +114,7 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
       throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
     }
   }
-  Query(statement(kInsertRun)).bind(1, scope).bind(2, triggered_by).bind(3, key).run();
+  Query(insert).bind(1, scope).bind(2, triggered_by).bind(3, key).run();
   const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
   transaction.commit();
   return id;
