@@ -2,7 +2,7 @@
 # Builds the extension and every test three times and runs the whole suite
 # through ctest with each build (all with -Wall -Wextra -Wpedantic -Werror):
 #   build/test-g++       g++; also the shell and unit tests under valgrind memcheck
-#   build/test-clang++   clang++
+#   build/test-clang++   clang++; also the libFuzzer target: its seed corpus, then 30 s of fuzzing
 #   build/test-sanitize  g++ with AddressSanitizer + UndefinedBehaviorSanitizer
 # docs/reliability.md explains the checked builds. Usage: tests/run-all.sh   (from anywhere)
 set -eu
@@ -24,5 +24,5 @@ run() {  # run NAME COMPILER [CMAKE OPTIONS...]
   ctest --test-dir "$build" --output-on-failure -j "$jobs"
 }
 run g++ g++ -DRUNS_VALGRIND=ON -DRUNS_SANITIZE=OFF -DRUNS_FUZZ=OFF
-run clang++ clang++ -DRUNS_FUZZ=OFF -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF
+run clang++ clang++ -DRUNS_FUZZ=ON -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF
 run sanitize g++ -DRUNS_SANITIZE=ON -DRUNS_VALGRIND=OFF -DRUNS_FUZZ=OFF
