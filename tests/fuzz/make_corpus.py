@@ -138,6 +138,11 @@ SEEDS = {
     + call("start_run", text("x")) + call("mark_run_running", run_id(), fail_allocation=2)
     + statement("BEGIN") + call("complete_run", run_id(), fail_allocation=5) + statement("COMMIT")
     + call("fail_run", run_id(), long_text(4), fail_allocation=1),
+    # PRAGMA query_only expires every statement: start_run() prepares them again inside its
+    # transaction, where a failed allocation leaves the transaction open (docs/reliability.md).
+    "expired_statements": MIGRATE + call("start_run", text("x")) + call("cancel_run", run_id())
+    + b"".join(statement("PRAGMA query_only = 0") + call("start_run", text("y"), fail_allocation=n)
+               for n in range(0, 40, 3)),
 }
 
 # Words that help inside text arguments, and a few whole calls.

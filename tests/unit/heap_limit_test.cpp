@@ -11,6 +11,7 @@
 //
 // Slow under valgrind (thousands of connections): tests/CMakeLists.txt leaves
 // HeapLimit.* out of valgrind.unit_tests.
+#include <cstdio>
 #include <cstring>
 
 #include "unit_helpers.h"
@@ -71,7 +72,12 @@ Sweep sweep(const std::vector<unsigned char>& image, const std::string& sql, int
     sqlite3_hard_heap_limit64(sqlite3_memory_used() + extra);
     const Outcome out = db.run(sql);
     sqlite3_hard_heap_limit64(0);
-    if (out.code == SQLITE_OK) return result;
+    if (out.code == SQLITE_OK) {
+      std::printf("[ swept    ] %s%s: %d heap limits failed it, %d left a transaction open\n",
+                  warm_up.empty() ? "" : (warm_up + "; then ").c_str(), sql.c_str(), result.failures,
+                  result.left_in_transaction);
+      return result;
+    }
     ++result.failures;
     if (!sqlite3_get_autocommit(db.get())) {
       ++result.left_in_transaction;
@@ -124,6 +130,22 @@ TEST(HeapLimit, StartRun) {
     EXPECT_EQ(s.left_in_transaction, 0) << c.sql << " after " << c.warm_up << ": " << s.first_problem;
     EXPECT_EQ(s.changed, 0) << c.sql << " after " << c.warm_up << ": " << s.first_problem;
   }
+}
+
+// A flag PRAGMA (here query_only) expires every prepared statement of the
+// connection; SQLite prepares an expired statement again when it is next
+// stepped, which for start_run()'s cached statements is inside its
+// transaction. A failed allocation there leaves the transaction open, as in
+// runs_migrate() below: an open problem, reported to the lead
+// (docs/reliability.md). What holds: ROLLBACK leaves the database as it was.
+// Once fixed, left_in_transaction must become 0: flip that assertion.
+TEST(HeapLimit, StartRunAfterAPragmaExpiredItsStatements) {
+  const auto image = image_of("SELECT runs_migrate()");
+  const Sweep s = sweep(image, "SELECT start_run('x')", 32,
+                        "SELECT start_run('y', 'api', 'k'); PRAGMA query_only = 0");
+  EXPECT_GT(s.failures, kSomeFailures / 4);
+  EXPECT_GT(s.left_in_transaction, 0);  // the open problem; this fails once it is fixed
+  EXPECT_EQ(s.changed, 0) << s.first_problem;
 }
 
 TEST(HeapLimit, StartRunRefusingASecondRun) {
