@@ -133,26 +133,31 @@ Transition RunStore::outcome(sqlite3_int64 id) {
 }
 
 Transition RunStore::mark_running(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kMarkRunning)).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::complete(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kComplete)).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kFail)).bind(1, id).bind(2, message).run();
   return outcome(id);
 }
 
 Transition RunStore::cancel(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kCancel)).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
+  Transaction::require_no_writing_statement(db_);
   Query update(statement(kProgress));
   update.bind(1, id).bind(2, progress.current).bind(3, progress.total);
   if (progress.step) {

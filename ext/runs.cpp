@@ -35,7 +35,9 @@
 **   runs_version()                           -> 'vX.Y.Z'
 **
 ** Every function but runs_version() is SQLITE_DIRECTONLY: a trigger, view or
-** other schema object cannot call it. Errors name the function and say what
+** DEFAULT expression cannot call it; the writing ones also refuse to run in a
+** statement that writes, where a CHECK constraint (which SQLite does not hold
+** to SQLITE_DIRECTONLY) would call them. Errors name the function and say what
 ** to do; a failed call leaves the connection in autocommit, nothing written.
 **
 ** The code, top down: this file (entry point and registration),
