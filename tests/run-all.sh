@@ -2,8 +2,9 @@
 # Builds the extension and every test three times and runs the whole suite
 # through ctest with each build (all with -Wall -Wextra -Wpedantic -Werror):
 #   build/test-g++       g++; also the shell and unit tests under valgrind memcheck
-#   build/test-clang++   clang++; also the libFuzzer target: its seed corpus, then 30 s of fuzzing
-#   build/test-sanitize  g++ with AddressSanitizer + UndefinedBehaviorSanitizer
+#   build/test-clang++   clang++
+#   build/test-sanitize  clang++ with AddressSanitizer + UndefinedBehaviorSanitizer,
+#                        and the libFuzzer target: its seed corpus, then 30 s of fuzzing
 # docs/reliability.md explains the checked builds. Usage: tests/run-all.sh   (from anywhere)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,12 +18,15 @@ run() {  # run NAME COMPILER [CMAKE OPTIONS...]
   name=$1 compiler=$2
   shift 2
   build="build/test-$name"
+  start=$(date +%s)
   echo "== $name: build in $build"
   cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
   cmake --build "$build" -j "$jobs"
+  built=$(date +%s)
   echo "== $name: tests"
   ctest --test-dir "$build" --output-on-failure -j "$jobs"
+  echo "== $name: built in $((built - start)) s, tested in $(($(date +%s) - built)) s"
 }
 run g++ g++ -DRUNS_VALGRIND=ON -DRUNS_SANITIZE=OFF -DRUNS_FUZZ=OFF
-run clang++ clang++ -DRUNS_FUZZ=ON -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF
-run sanitize g++ -DRUNS_SANITIZE=ON -DRUNS_VALGRIND=OFF -DRUNS_FUZZ=OFF
+run clang++ clang++ -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF -DRUNS_FUZZ=OFF
+run sanitize clang++ -DRUNS_SANITIZE=ON -DRUNS_FUZZ=ON -DRUNS_VALGRIND=OFF

@@ -45,7 +45,7 @@
 // crash, with the input saved.
 //
 // RUNS_FUZZ_TRACE=1 in the environment prints every step and its outcome:
-//   RUNS_FUZZ_TRACE=1 build/test-clang++/tests/fuzz/runs_fuzz tests/fuzz/corpus/lifecycle
+//   RUNS_FUZZ_TRACE=1 build/test-sanitize/tests/fuzz/runs_fuzz tests/fuzz/corpus/lifecycle
 //
 // Crash recovery (issue 3) adds functions: they are in kFunctions already and
 // fail with "no such function" until they exist; give them their Result then.
