@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Writes the seed corpus (tests/fuzz/corpus/) and the dictionary (tests/fuzz/runs.dict).
 
+The corpus also holds inputs the fuzzer found, kept as they were (regression_*);
+this script leaves them alone.
+
 The byte format is the one runs_fuzz.cpp decodes (its header says it): keep the
 tables below in the order of kFunctions, kStatements and the argument kinds there.
 Run it from anywhere: python3 tests/fuzz/make_corpus.py
@@ -143,6 +146,11 @@ SEEDS = {
     "expired_statements": MIGRATE + call("start_run", text("x")) + call("cancel_run", run_id())
     + b"".join(statement("PRAGMA query_only = 0") + call("start_run", text("y"), fail_allocation=n)
                for n in range(0, 40, 3)),
+    # A failed allocation while SQLite rolls back the INSERT around a failed call rolls back
+    # the caller's whole transaction, though the statement reports the function's error.
+    "caller_rolled_back": MIGRATE + b"".join(
+        statement("BEGIN IMMEDIATE") + call("start_run", null(), shape=INSERT_SELECT, fail_allocation=n)
+        + statement("ROLLBACK") for n in range(0, 12)),
 }
 
 # Words that help inside text arguments, and a few whole calls.

@@ -607,9 +607,12 @@ void call_function(sqlite3* db, Reader& in, const Function& function,
     check(dump(db) == before, "ROLLBACK after " + sql + " left its transaction open: changes remain");
     autocommit_after = true;
   }
-  // Out of memory inside the caller's transaction: SQLite may roll it back.
+  // An allocation failed inside the caller's transaction: SQLite may roll it
+  // back, whatever code the statement returns (an allocation in the
+  // statement's own rollback, in sqlite3VdbeHalt(), rolls back everything and
+  // keeps the function's SQLITE_ERROR).
   const bool caller_rolled_back =
-      !autocommit_before && autocommit_after && (rc & 0xff) == SQLITE_NOMEM && g_allocation_failed;
+      !autocommit_before && autocommit_after && rc != SQLITE_OK && g_allocation_failed;
   check(autocommit_before == autocommit_after || caller_rolled_back,
         sql + " changed the transaction state (autocommit was " + std::to_string(autocommit_before) +
             "): " + message);
