@@ -183,10 +183,17 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
                                   std::optional<sqlite3_int64> lease_seconds) {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  // Every statement is prepared, and the schema checked, before BEGIN: inside
+  // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
+  // makes SQLite refuse every statement, ROLLBACK included, until the
+  // caller's statement ends, and the connection would stay in the transaction.
+  Statement& find_active = statement(kActiveRunLease);
+  Statement& fail = statement(kFail);
+  Statement& insert = statement(kInsertRun);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   std::optional<std::pair<sqlite3_int64, std::string>> abandoned;
   {
-    Query active(statement(kActiveRunLease));
+    Query active(find_active);
     active.bind(1, key);
     if (active.step()) {
       const RunLease run = read_lease(active);
@@ -204,17 +211,17 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
     }
   }
   if (abandoned) {
-    Query(statement(kFail)).bind(1, abandoned->first).bind(2, abandoned->second).run();
+    Query(fail).bind(1, abandoned->first).bind(2, abandoned->second).run();
   }
-  Query insert(statement(kInsertRun));
-  insert.bind(1, scope).bind(2, triggered_by).bind(3, key);
-  bind_owner(insert, 4);
+  Query query(insert);
+  query.bind(1, scope).bind(2, triggered_by).bind(3, key);
+  bind_owner(query, 4);
   if (lease_seconds) {
-    insert.bind(9, *lease_seconds);
+    query.bind(9, *lease_seconds);
   } else {
-    insert.bind_null(9);
+    query.bind_null(9);
   }
-  insert.run();
+  query.run();
   const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
   transaction.commit();
   return id;
@@ -233,6 +240,7 @@ Transition RunStore::outcome(sqlite3_int64 id) {
 }
 
 Transition RunStore::mark_running(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query update(statement(kMarkRunning));
   update.bind(1, id);
   bind_owner(update, 2);
@@ -241,11 +249,13 @@ Transition RunStore::mark_running(sqlite3_int64 id) {
 }
 
 Transition RunStore::complete(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kComplete)).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kFail)).bind(1, id).bind(2, message).run();
   return outcome(id);
 }
@@ -253,6 +263,11 @@ Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
 Transition RunStore::cancel(sqlite3_int64 id) {
   // Reading the owner and acting on it must be one transaction: the
   // caller's, if one is open, else one of our own.
+  Transaction::require_no_writing_statement(db_);
+  // Prepared before BEGIN, as in start_run().
+  Statement& read = statement(kRunLease);
+  Statement& cancel_now = statement(kCancel);
+  Statement& request = statement(kCancelRequest);
   std::optional<Transaction> transaction;
   if (sqlite3_get_autocommit(db_) && sqlite3_txn_state(db_, nullptr) == SQLITE_TXN_NONE) {
     if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
@@ -260,7 +275,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
   }
   std::optional<RunLease> run;
   {
-    Query query(statement(kRunLease));
+    Query query(read);
     query.bind(1, id);
     if (query.step()) run = read_lease(query);
   }
@@ -272,7 +287,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
     const bool at_once = run->status == "pending" || !run->lease.owner ||
                          same_process(*run->lease.owner, self()) ||
                          abandoned_reason(run->lease, self(), liveness_);
-    Query(statement(at_once ? kCancel : kCancelRequest)).bind(1, id).run();
+    Query(at_once ? cancel_now : request).bind(1, id).run();
     result = at_once ? Transition::kUpdated : Transition::kCancelRequested;
   }
   if (transaction) transaction->commit();
@@ -280,6 +295,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
 }
 
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
+  Transaction::require_no_writing_statement(db_);
   Query update(statement(kProgress));
   update.bind(1, id).bind(2, progress.current).bind(3, progress.total);
   if (progress.step) {
@@ -292,6 +308,7 @@ Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress)
 }
 
 Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
+  Transaction::require_no_writing_statement(db_);
   Query(statement(kHeartbeat)).bind(1, id).run();
   if (sqlite3_changes(db_) == 0) return Heartbeat::kLost;
   // Read after the write, so a request recorded before it is seen now.
@@ -304,10 +321,13 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
 sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  // Prepared before BEGIN, as in start_run().
+  Statement& find_active = statement(key ? kActiveRunLease : kActiveRunsLease);
+  Statement& fail = statement(kFail);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   std::vector<std::pair<sqlite3_int64, std::string>> abandoned;
   {
-    Query active(statement(key ? kActiveRunLease : kActiveRunsLease));
+    Query active(find_active);
     if (key) active.bind(1, *key);
     while (active.step()) {
       const RunLease run = read_lease(active);
@@ -317,7 +337,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
     }
   }
   for (const auto& [id, reason] : abandoned) {
-    Query(statement(kFail)).bind(1, id).bind(2, reason).run();
+    Query(fail).bind(1, id).bind(2, reason).run();
   }
   transaction.commit();
   return static_cast<sqlite3_int64>(abandoned.size());
@@ -355,28 +375,36 @@ std::optional<std::string> RunStore::info(sqlite3_int64 id) {
 int RunStore::migrate() {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
-  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
-  const int current = schema_version();
-  const int latest = migrations().back().version;
-  if (current > latest) {
-    throw Error(SQLITE_ERROR, "the runs schema is at version " + std::to_string(current) +
-                                  ", newer than this library knows (" + std::to_string(latest) +
-                                  "): load a newer sqlite-runs");
-  }
-  for (const Migration& migration : migrations()) {
-    if (migration.version <= current) continue;
-    char* message = nullptr;
-    const int rc = sqlite3_exec(db_, migration.sql, nullptr, nullptr, &message);
-    if (rc != SQLITE_OK) {
-      std::string text = std::string("migration ") + migration.name + " failed: " +
-                         (message != nullptr ? message : sqlite3_errstr(rc));
-      sqlite3_free(message);
-      // The guards in sql/ refuse with RAISE(), which SQLite reports as a
-      // constraint error; here it means the schema cannot be migrated.
-      throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);
+  int latest = 0;
+  {
+    Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+    const int current = schema_version();
+    latest = migrations().back().version;
+    if (current > latest) {
+      throw Error(SQLITE_ERROR, "the runs schema is at version " + std::to_string(current) +
+                                    ", newer than this library knows (" + std::to_string(latest) +
+                                    "): load a newer sqlite-runs");
     }
+    for (const Migration& migration : migrations()) {
+      if (migration.version <= current) continue;
+      char* message = nullptr;
+      const int rc = sqlite3_exec(db_, migration.sql, nullptr, nullptr, &message);
+      if (rc != SQLITE_OK) {
+        std::string text = std::string("migration ") + migration.name + " failed: " +
+                           (message != nullptr ? message : sqlite3_errstr(rc));
+        sqlite3_free(message);
+        // The guards in sql/ refuse with RAISE(), which SQLite reports as a
+        // constraint error; here it means the schema cannot be migrated.
+        throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);
+      }
+    }
+    transaction.commit();
   }
-  transaction.commit();
+  // The migrations changed the schema, which expired every cached statement.
+  // Drop them, so that each is prepared again before a later BEGIN IMMEDIATE,
+  // not re-prepared inside it, where a failed allocation would strand the
+  // transaction (SQLite then refuses even ROLLBACK until the statement ends).
+  statements_.clear();
   return latest;
 }
 

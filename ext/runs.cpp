@@ -45,9 +45,10 @@
 **   runs_debug()                             -> JSON: version, commit, build, SQLite
 **
 ** Every function but runs_version() and runs_debug() is SQLITE_DIRECTONLY:
-** a trigger, view or other schema object cannot call it. Errors name the
-** function and say what to do; a failed call leaves the connection in
-** autocommit, nothing written.
+** a trigger, view or DEFAULT expression cannot call it; the writing ones
+** also refuse to run in a statement that writes, where a CHECK constraint
+** (which SQLite does not hold to SQLITE_DIRECTONLY) would call them. Errors name the function and say what
+** to do; a failed call leaves the connection in autocommit, nothing written.
 **
 ** The code, top down: this file (entry point and registration),
 ** functions.cpp (argument checks and results), run_store.cpp (every SQL

@@ -22,6 +22,17 @@ void Transaction::require_standalone(sqlite3* db) {
   }
 }
 
+void Transaction::require_no_writing_statement(sqlite3* db) {
+  for (sqlite3_stmt* stmt = sqlite3_next_stmt(db, nullptr); stmt != nullptr;
+       stmt = sqlite3_next_stmt(db, stmt)) {
+    if (sqlite3_stmt_busy(stmt) && !sqlite3_stmt_readonly(stmt)) {
+      throw Error(SQLITE_ERROR,
+                  "must not run inside a statement that writes (INSERT ... SELECT, UPDATE ... SET, "
+                  "a CHECK constraint): call it in a SELECT of its own");
+    }
+  }
+}
+
 Transaction::Transaction(sqlite3* db, Statement& begin, Statement& commit, Statement& rollback)
     : db_(db), callers_rowid_(sqlite3_last_insert_rowid(db)), commit_(commit), rollback_(rollback) {
   Query(begin).run();

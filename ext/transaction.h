@@ -27,6 +27,14 @@ class Transaction {
   // reads or writes (SELECT f() FROM t, INSERT ... SELECT f()). Throws if it is.
   static void require_standalone(sqlite3* db);
 
+  // A transition may join the caller's transaction, but not a statement that
+  // writes (INSERT ... SELECT f(), UPDATE ... SET x = f(), RETURNING f()): that
+  // is where a CHECK constraint of a hostile schema would call it, and SQLite
+  // (3.40) applies neither SQLITE_DIRECTONLY nor trusted_schema=OFF to CHECK
+  // constraints. Throws if any statement of the connection is being stepped
+  // and writes.
+  static void require_no_writing_statement(sqlite3* db);
+
  private:
   sqlite3* db_;
   sqlite3_int64 callers_rowid_;

@@ -1,7 +1,13 @@
 #!/bin/sh
-# Builds the extension and every test with g++ and with clang++ (both with
-# -Wall -Wextra -Wpedantic -Werror), then runs the whole suite through ctest
-# with each build. Usage: tests/run-all.sh   (from anywhere)
+# Builds the extension and every test three times and runs the whole suite
+# through ctest with each build (all with -Wall -Wextra -Wpedantic -Werror):
+#   build/test-g++       g++; also the shell and unit tests under valgrind memcheck,
+#                        the PostgreSQL tests and one brief benchmark run (neither
+#                        depends on the compiler, so they run in this build only)
+#   build/test-clang++   clang++
+#   build/test-sanitize  clang++ with AddressSanitizer + UndefinedBehaviorSanitizer,
+#                        and the libFuzzer target: its seed corpus, then 30 s of fuzzing
+# docs/reliability.md explains the checked builds. Usage: tests/run-all.sh   (from anywhere)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -10,19 +16,22 @@ if [ ! -d tests/node/node_modules/better-sqlite3 ]; then
   exit 1
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-for compiler in g++ clang++; do
-  build="build/test-$compiler"
-  # The PostgreSQL tests do not depend on the compiler: run them once.
-  postgres=OFF
-  [ "$compiler" = g++ ] && postgres=ON
-  echo "== $compiler: build in $build"
-  # The brief benchmark run (ctest label bench) once, with g++: valgrind 3.19
-  # cannot read the DWARF 5 of clang++ 14, and once is what it is for.
-  smoke=ON
-  [ "$compiler" = g++ ] || smoke=OFF
-  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DRUNS_BENCH_SMOKE=$smoke -DRUNS_TEST_POSTGRES="$postgres"
+run() {  # run NAME COMPILER [CMAKE OPTIONS...]
+  name=$1 compiler=$2
+  shift 2
+  build="build/test-$name"
+  start=$(date +%s)
+  echo "== $name: build in $build"
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
   cmake --build "$build" -j "$jobs"
-  echo "== $compiler: tests"
+  built=$(date +%s)
+  echo "== $name: tests"
   ctest --test-dir "$build" --output-on-failure -j "$jobs"
-done
+  echo "== $name: built in $((built - start)) s, tested in $(($(date +%s) - built)) s"
+}
+run g++ g++ -DRUNS_VALGRIND=ON -DRUNS_SANITIZE=OFF -DRUNS_FUZZ=OFF \
+  -DRUNS_TEST_POSTGRES=ON -DRUNS_BENCH_SMOKE=ON
+run clang++ clang++ -DRUNS_SANITIZE=OFF -DRUNS_VALGRIND=OFF -DRUNS_FUZZ=OFF \
+  -DRUNS_TEST_POSTGRES=OFF -DRUNS_BENCH_SMOKE=OFF
+run sanitize clang++ -DRUNS_SANITIZE=ON -DRUNS_FUZZ=ON -DRUNS_VALGRIND=OFF \
+  -DRUNS_TEST_POSTGRES=OFF -DRUNS_BENCH_SMOKE=OFF
