@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.h"
 #include "history.h"
 #include "temp_dir.h"
 #include "test_db.h"
@@ -201,15 +202,6 @@ class Race {
   }
 
   void spawn(const WorkerSpec& spec) {
-    int in[2];
-    int out[2];
-    // O_CLOEXEC: each worker inherits only its own two ends, as its stdin and
-    // stdout, so a worker's exit closes its stdout for good.
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      failed_ = true;
-      return;
-    }
     std::vector<std::string> args = {RACE_WORKER_PATH, "--db", db_, "--mode", spec.mode,
                                       "--iterations", std::to_string(iterations_)};
     if (spec.mode == "extension") {
@@ -218,35 +210,12 @@ class Race {
       args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH});
     }
     if (lockstep_) args.emplace_back("--lockstep");
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, RACE_WORKER_PATH, &actions, &attributes, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    close(in[0]);
-    close(out[1]);
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn " << RACE_WORKER_PATH << ": " << std::strerror(rc);
-      close(in[1]);
-      close(out[0]);
+    const runs_test::ChildProcess child = runs_test::spawn_child(args);
+    if (child.pid <= 0) {
       failed_ = true;
       return;
     }
-    children_.push_back(Child{pid, in[1], out[0]});
+    children_.push_back(Child{child.pid, child.in, child.out});
   }
 
   // Waits for one protocol byte from every worker. False (and the test
@@ -701,35 +670,12 @@ class Churn {
   };
 
   void spawn(KillRace& out) {
-    int fds[2];
-    int in[2];
-    if (pipe2(fds, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    std::vector<std::string> args = {CHURN_WORKER_PATH, "--db", db_, "--mode", mode_,
-                                     "--iterations", std::to_string(iterations_),
-                                     "--extension", RUNS_EXTENSION_PATH};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, CHURN_WORKER_PATH, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    close(in[0]);
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn: " << std::strerror(rc);
-      close(fds[0]);
-      close(in[1]);
-      return;
-    }
+    const runs_test::ChildProcess child = runs_test::spawn_child(
+        {CHURN_WORKER_PATH, "--db", db_, "--mode", mode_, "--iterations", std::to_string(iterations_),
+         "--extension", RUNS_EXTENSION_PATH});
+    if (child.pid <= 0) return;
     ++out.workers;
-    workers_.push_back(Worker{pid, in[1], fds[0], ""});
+    workers_.push_back(Worker{child.pid, child.in, child.out, ""});
   }
 
   // SIGKILL and reap, so that the pid is free (no zombie) at once.
