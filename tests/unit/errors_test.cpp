@@ -6,7 +6,7 @@ namespace {
 
 using namespace runs_test;
 
-class Errors : public ::testing::Test {
+class Errors : public RefusalTest {
  protected:
   void SetUp() override {
     ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
@@ -15,16 +15,6 @@ class Errors : public ::testing::Test {
     ASSERT_EQ(db.value("SELECT mark_run_running(2)"), "updated");
     before = dump(db);
   }
-
-  // `sql` fails with `code` and `message`, writes nothing, leaves autocommit on.
-  void refused(const std::string& sql, int code, const std::string& message) {
-    EXPECT_EQ(db.error(sql, code), message) << sql;
-    EXPECT_TRUE(sqlite3_get_autocommit(db.get())) << sql;
-    EXPECT_EQ(dump(db), before) << sql;
-  }
-
-  TestDb db;
-  Rows before;
 };
 
 // (SQL expression for the argument, type name SQLite reports)

@@ -20,7 +20,7 @@ using namespace runs_test;
 const std::string kSecondActive = "runs: this concurrency_key already has an active run: end it first";
 const std::string kIdReusePrefix = "runs: a run with this id exists: runs are never replaced";
 
-class RawWriters : public ::testing::Test {
+class RawWriters : public RefusalTest {
  protected:
   // Run 1 pending (key ''), run 2 running (key 'k'), run 3 completed (key 'k').
   void SetUp() override {
@@ -35,15 +35,12 @@ class RawWriters : public ::testing::Test {
 
   // `sql` fails with the trigger's error and changes nothing at all.
   void refused(const std::string& sql, const std::string& message) {
-    EXPECT_EQ(db.error(sql, SQLITE_CONSTRAINT_TRIGGER), message) << sql;
-    EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
-    EXPECT_EQ(dump(db), before) << sql;
+    RefusalTest::refused(sql, SQLITE_CONSTRAINT_TRIGGER, message);
   }
 
-  Rows runs() { return rows(db, "SELECT id, scope, status, concurrency_key FROM runs ORDER BY id"); }
+  using RefusalTest::refused;
 
-  TestDb db;
-  Rows before;
+  Rows runs() { return rows(db, "SELECT id, scope, status, concurrency_key FROM runs ORDER BY id"); }
 };
 
 const std::string kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

@@ -7,22 +7,13 @@ namespace {
 
 using namespace runs_test;
 
-class RecoveryFunctions : public ::testing::Test {
+class RecoveryFunctions : public RefusalTest {
  protected:
   void SetUp() override {
     ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
     ASSERT_EQ(db.value("SELECT start_run('full', 'api', 'p', 30)"), "1");
     before = dump(db);
   }
-
-  void refused(const std::string& sql, int code, const std::string& message) {
-    EXPECT_EQ(db.error(sql, code), message) << sql;
-    EXPECT_TRUE(sqlite3_get_autocommit(db.get())) << sql;
-    EXPECT_EQ(dump(db), before) << sql;
-  }
-
-  TestDb db;
-  Rows before;
 };
 
 TEST_F(RecoveryFunctions, LeaseSecondsMustBeAPositiveIntegerOfAtMostAYear) {

@@ -151,6 +151,21 @@ class TempFile {
   std::string path_;
 };
 
+// A fixture whose tests check refusals: SetUp() of the derived fixture fills
+// the database and then sets `before = dump(db)`.
+class RefusalTest : public ::testing::Test {
+ protected:
+  // `sql` fails with `code` and `message`, writes nothing, leaves autocommit on.
+  void refused(const std::string& sql, int code, const std::string& message) {
+    EXPECT_EQ(db.error(sql, code), message) << sql;
+    EXPECT_TRUE(sqlite3_get_autocommit(db.get())) << sql;
+    EXPECT_EQ(dump(db), before) << sql;
+  }
+
+  TestDb db;
+  Rows before;
+};
+
 // The number of prepared statements a connection holds.
 inline int statement_count(sqlite3* db) {
   int n = 0;
