@@ -79,6 +79,13 @@ ALTER TABLE runs
 CREATE FUNCTION runs_now() RETURNS timestamptz LANGUAGE sql VOLATILE
 AS $$ SELECT date_trunc('milliseconds', clock_timestamp()) $$;
 
+-- Where a renewed lease ends: lease_seconds after now_ts; a run without
+-- lease_seconds keeps whatever end it has (as on SQLite).
+CREATE FUNCTION runs_lease_end(lease_seconds bigint, lease_expires_at timestamptz, now_ts timestamptz)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE
+AS $$ SELECT CASE WHEN lease_seconds IS NULL THEN lease_expires_at
+                  ELSE now_ts + make_interval(secs => lease_seconds) END $$;
+
 -- A time as the functions return it: UTC text with milliseconds.
 CREATE FUNCTION runs_text(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE
 AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
@@ -373,7 +380,7 @@ BEGIN
      SET status = 'running', started_at = now_ts,
          owner_host = coalesce(host(inet_client_addr()), '[local]'), owner_boot_id = runs_server_boot(),
          owner_pid_ns = NULL, owner_pid = pg_backend_pid(), owner_start_time = runs_session_start(),
-         heartbeat_at = now_ts, lease_expires_at = now_ts + make_interval(secs => r.lease_seconds)
+         heartbeat_at = now_ts, lease_expires_at = runs_lease_end(r.lease_seconds, r.lease_expires_at, now_ts)
    WHERE r.id = mark_run_running.id AND r.status = 'pending';
   RETURN runs_outcome(FOUND, mark_run_running.id);
 END
@@ -457,7 +464,7 @@ BEGIN
   UPDATE runs AS r
      SET progress_current = update_run_progress.current, progress_total = update_run_progress.total,
          current_step = update_run_progress.current_step,
-         heartbeat_at = now_ts, lease_expires_at = now_ts + make_interval(secs => r.lease_seconds)
+         heartbeat_at = now_ts, lease_expires_at = runs_lease_end(r.lease_seconds, r.lease_expires_at, now_ts)
    WHERE r.id = update_run_progress.id AND r.status IN ('pending', 'running');
   RETURN runs_outcome(FOUND, update_run_progress.id);
 END
@@ -481,7 +488,7 @@ DECLARE
 BEGIN
   PERFORM runs_check_integer('heartbeat_run', 'id', heartbeat_run.id);
   UPDATE runs AS r
-     SET heartbeat_at = now_ts, lease_expires_at = now_ts + make_interval(secs => r.lease_seconds)
+     SET heartbeat_at = now_ts, lease_expires_at = runs_lease_end(r.lease_seconds, r.lease_expires_at, now_ts)
    WHERE r.id = heartbeat_run.id AND r.status IN ('pending', 'running')
   RETURNING r.cancel_requested_at INTO requested;
   IF NOT FOUND THEN
