@@ -8,16 +8,15 @@
 #pragma once
 
 #include <sqlite3.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
+
+#include "liveness.h"
 
 namespace runs_bench {
 
@@ -169,7 +168,8 @@ class ExtensionCycle {
 
 // The SQL of the cycle written by hand: the extension's own statements
 // (ext/run_store.cpp), owner and lease included, so that the two differ only
-// in how they are driven. The owner is this process, read once.
+// in how they are driven. The owner is this process, read once through the
+// extension's ext/liveness.h.
 inline constexpr const char* kHandActiveRun =
     "SELECT id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id,"
     " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"
@@ -192,29 +192,6 @@ inline constexpr const char* kHandComplete =
     "UPDATE main.runs SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     " WHERE id = ?1 AND status = 'running'";
 
-// This process as an owner: host name, boot id, pid namespace, pid, start time.
-struct HandOwner {
-  std::string host, boot_id;
-  sqlite3_int64 pid_ns = 0, pid = 0, start_time = 0;
-  HandOwner() {
-    char name[256] = {};
-    gethostname(name, sizeof name - 1);
-    host = name;
-    std::ifstream("/proc/sys/kernel/random/boot_id") >> boot_id;
-    struct stat ns {};
-    if (stat("/proc/self/ns/pid", &ns) == 0) pid_ns = static_cast<sqlite3_int64>(ns.st_ino);
-    pid = getpid();
-    std::ifstream stat_file("/proc/self/stat");
-    std::string line;
-    std::getline(stat_file, line);
-    std::istringstream fields(line.substr(line.rfind(')') + 1));
-    std::string field;
-    for (int i = 3; i < 22 && fields >> field; ++i) {
-    }
-    fields >> start_time;
-  }
-};
-
 // The same work written by hand over the C API, statements prepared once:
 // BEGIN IMMEDIATE, look up the key's active run, insert, COMMIT, then the two
 // guarded updates, each its own autocommit transaction.
@@ -234,12 +211,12 @@ class HandCycle {
     if (active_.bind(1, key_).row()) die("hand cycle: a run is already active");
     active_.reset();
     insert_.bind(1, "bench").bind(2, "bench").bind(3, key_).bind(4, owner_.host.c_str())
-        .bind(5, owner_.boot_id.c_str()).bind(6, owner_.pid_ns).bind(7, owner_.pid)
+        .bind(5, owner_.boot_id.c_str()).bind(6, owner_.pid_namespace).bind(7, owner_.pid)
         .bind(8, owner_.start_time).run();
     const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
     commit_.run();
     running_.bind(1, id).bind(2, owner_.host.c_str()).bind(3, owner_.boot_id.c_str())
-        .bind(4, owner_.pid_ns).bind(5, owner_.pid).bind(6, owner_.start_time).run();
+        .bind(4, owner_.pid_namespace).bind(5, owner_.pid).bind(6, owner_.start_time).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: mark running changed nothing");
     complete_.bind(1, id).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: complete changed nothing");
@@ -248,7 +225,7 @@ class HandCycle {
 
  private:
   sqlite3* db_;
-  HandOwner owner_;
+  const runs::Owner owner_ = runs::system_liveness().self();
   Stmt begin_, active_, insert_, commit_, running_, complete_;
   const char* key_;
 };
