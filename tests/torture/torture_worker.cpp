@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "history_sql.h"
+#include "vfs_shim.h"
 
 namespace {
 
@@ -115,112 +116,54 @@ int count_vm_instructions(void*) {
   return 0;
 }
 
-// A VFS shim over the default VFS that counts, and forwards, every operation
-// that changes a file or a lock. The event comes before the operation: a
-// pause at a write means the write has not happened.
-sqlite3_vfs* g_real_vfs = nullptr;
-sqlite3_vfs g_vfs;
+// A VFS shim over the default VFS (tests/support/vfs_shim.h) that counts,
+// and forwards, every operation that changes a file or a lock. The event
+// comes before the operation: a pause at a write means the write has not
+// happened.
+class CountingVfs : public runs_test::VfsShim {
+ public:
+  CountingVfs() : VfsShim("torture", true) {}
 
-struct ShimFile {
-  sqlite3_file base;
-  sqlite3_file* real;
+ private:
+  int open(const char* path, File& file, int flags, int* out_flags) override {
+    event("open");
+    return VfsShim::open(path, file, flags, out_flags);
+  }
+  int remove(const char* path, int sync_dir) override {
+    event("delete");
+    return VfsShim::remove(path, sync_dir);
+  }
+  int write(File& file, const void* data, int amount, sqlite3_int64 offset) override {
+    event("write");
+    return VfsShim::write(file, data, amount, offset);
+  }
+  int truncate(File& file, sqlite3_int64 size) override {
+    event("truncate");
+    return VfsShim::truncate(file, size);
+  }
+  int sync(File& file, int flags) override {
+    event("sync");
+    return VfsShim::sync(file, flags);
+  }
+  int lock(File& file, int level) override {
+    event("lock");
+    return VfsShim::lock(file, level);
+  }
+  int unlock(File& file, int level) override {
+    event("unlock");
+    return VfsShim::unlock(file, level);
+  }
+  int shm_lock(File& file, int offset, int n, int flags) override {
+    event("shm_lock");
+    return VfsShim::shm_lock(file, offset, n, flags);
+  }
 };
-
-sqlite3_file* real(sqlite3_file* file) { return reinterpret_cast<ShimFile*>(file)->real; }
-const sqlite3_io_methods& methods(sqlite3_file* file) { return *real(file)->pMethods; }
-
-int shim_close(sqlite3_file* f) { return methods(f).xClose(real(f)); }
-int shim_read(sqlite3_file* f, void* buffer, int amount, sqlite3_int64 offset) {
-  return methods(f).xRead(real(f), buffer, amount, offset);
-}
-int shim_write(sqlite3_file* f, const void* buffer, int amount, sqlite3_int64 offset) {
-  event("write");
-  return methods(f).xWrite(real(f), buffer, amount, offset);
-}
-int shim_truncate(sqlite3_file* f, sqlite3_int64 size) {
-  event("truncate");
-  return methods(f).xTruncate(real(f), size);
-}
-int shim_sync(sqlite3_file* f, int flags) {
-  event("sync");
-  return methods(f).xSync(real(f), flags);
-}
-int shim_file_size(sqlite3_file* f, sqlite3_int64* size) { return methods(f).xFileSize(real(f), size); }
-int shim_lock(sqlite3_file* f, int level) {
-  event("lock");
-  return methods(f).xLock(real(f), level);
-}
-int shim_unlock(sqlite3_file* f, int level) {
-  event("unlock");
-  return methods(f).xUnlock(real(f), level);
-}
-int shim_check_reserved_lock(sqlite3_file* f, int* out) {
-  return methods(f).xCheckReservedLock(real(f), out);
-}
-int shim_file_control(sqlite3_file* f, int op, void* arg) { return methods(f).xFileControl(real(f), op, arg); }
-int shim_sector_size(sqlite3_file* f) { return methods(f).xSectorSize(real(f)); }
-int shim_device_characteristics(sqlite3_file* f) { return methods(f).xDeviceCharacteristics(real(f)); }
-int shim_shm_map(sqlite3_file* f, int page, int size, int extend, void volatile** out) {
-  return methods(f).xShmMap(real(f), page, size, extend, out);
-}
-int shim_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
-  event("shm_lock");
-  return methods(f).xShmLock(real(f), offset, n, flags);
-}
-void shim_shm_barrier(sqlite3_file* f) { methods(f).xShmBarrier(real(f)); }
-int shim_shm_unmap(sqlite3_file* f, int delete_flag) { return methods(f).xShmUnmap(real(f), delete_flag); }
-int shim_fetch(sqlite3_file* f, sqlite3_int64 offset, int amount, void** out) {
-  return methods(f).xFetch(real(f), offset, amount, out);
-}
-int shim_unfetch(sqlite3_file* f, sqlite3_int64 offset, void* page) {
-  return methods(f).xUnfetch(real(f), offset, page);
-}
-
-const sqlite3_io_methods g_shim_methods = {
-    3,
-    shim_close,
-    shim_read,
-    shim_write,
-    shim_truncate,
-    shim_sync,
-    shim_file_size,
-    shim_lock,
-    shim_unlock,
-    shim_check_reserved_lock,
-    shim_file_control,
-    shim_sector_size,
-    shim_device_characteristics,
-    shim_shm_map,
-    shim_shm_lock,
-    shim_shm_barrier,
-    shim_shm_unmap,
-    shim_fetch,
-    shim_unfetch,
-};
-
-int shim_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
-  auto* shim = reinterpret_cast<ShimFile*>(file);
-  shim->real = reinterpret_cast<sqlite3_file*>(shim + 1);
-  event("open");
-  const int rc = g_real_vfs->xOpen(g_real_vfs, name, shim->real, flags, out_flags);
-  shim->base.pMethods = shim->real->pMethods != nullptr ? &g_shim_methods : nullptr;
-  return rc;
-}
-
-int shim_delete(sqlite3_vfs*, const char* name, int sync_dir) {
-  event("delete");
-  return g_real_vfs->xDelete(g_real_vfs, name, sync_dir);
-}
 
 void install_vfs() {
-  g_real_vfs = sqlite3_vfs_find(nullptr);
-  if (g_real_vfs == nullptr || g_real_vfs->iVersion < 3) fail("no default VFS of version 3");
-  g_vfs = *g_real_vfs;  // the rest (paths, randomness, time) as the default VFS has it
-  g_vfs.zName = "torture";
-  g_vfs.szOsFile = static_cast<int>(sizeof(ShimFile)) + g_real_vfs->szOsFile;
-  g_vfs.xOpen = shim_open;
-  g_vfs.xDelete = shim_delete;
-  if (sqlite3_vfs_register(&g_vfs, 1) != SQLITE_OK) fail("cannot register the VFS shim");
+  sqlite3_vfs* real = sqlite3_vfs_find(nullptr);
+  if (real == nullptr || real->iVersion < 3) fail("no default VFS of version 3");
+  static CountingVfs vfs;
+  if (!vfs.registered()) fail("cannot register the VFS shim");
 }
 
 // ---- calls -----------------------------------------------------------------
