@@ -179,11 +179,7 @@ bool is_number(const std::string& text) {
 // the file system), so tmpfs tests the same as a disk, without the cost of
 // fsync (about 15 ms a commit on this machine's ext4, 40 times slower
 // overall); RUNS_TORTURE_DIR=/tmp runs the same on disk.
-std::string database_dir() {
-  const char* chosen = std::getenv("RUNS_TORTURE_DIR");
-  if (chosen != nullptr && *chosen != '\0') return chosen;
-  return access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "";
-}
+std::string database_dir() { return runs_test::fast_database_dir("RUNS_TORTURE_DIR"); }
 
 enum class Start { kContinue, kEmpty, kVersion1, kVersion2 };
 
