@@ -14,8 +14,8 @@
 // follows; so the model follows what the VFS does rather than restating
 // when it does it.
 //
-// A cut point is taken before every fsync (of a file, or of the directory
-// between a journal's fsync and the directory's) and once at the end: the
+// A cut point is taken at begin(), before every fsync (of a file, or of the
+// directory between a journal's fsync and the directory's) and at end(): the
 // durable state then, with everything pending. What a power cut at that
 // moment leaves (survivors()): the durable state plus
 //   * the names: a prefix of the pending creations and unlinks (a journaling
