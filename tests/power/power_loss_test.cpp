@@ -10,8 +10,8 @@
 // connection is closed. At every cut point (before each fsync, and at the
 // end) each outcome DiskModel::survivors() lists (none of the unsynced
 // writes, as the brief asks; and all of them, per file, in order up to k, all
-// but one, only one; with the unsynced creations and unlinks from none to
-// all) is written to a fresh directory and opened by a plain connection,
+// but one, only one, random subsets; with the unsynced creations and unlinks
+// from none to all) is written to a fresh directory and opened by a plain connection,
 // which must find:
 //   * PRAGMA integrity_check ok;
 //   * the database exactly as it was before some call, or after the last
@@ -30,7 +30,10 @@
 //
 // RUNS_POWER_DIR=<dir> chooses where the databases live (default /dev/shm,
 // else $TMPDIR): the model, not the disk, decides what survives, so tmpfs
-// tests the same as a disk, without the cost of fsync.
+// tests the same as a disk, without the cost of fsync. RUNS_POWER_SUBSETS=<n>
+// (default 8) random subsets of the unsynced writes are tried at each cut
+// point besides the structured outcomes, drawn from RUNS_POWER_SEED=<n>
+// (default 1) and the scenario's name.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -39,10 +42,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -65,6 +70,17 @@ constexpr const char* kDbName = "runs.db";
 constexpr const char* kJournalMagic = "\xd9\xd5\x05\xf9\x20\xa1\x63\xd7";
 
 std::string database_dir() { return runs_test::fast_database_dir("RUNS_POWER_DIR"); }
+
+unsigned long long env_number(const char* name, unsigned long long otherwise) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::strtoull(value, nullptr, 10) : otherwise;
+}
+
+// Random subsets of the unsynced writes per cut point, besides the
+// structured ones (RUNS_POWER_SUBSETS, default 8), and the seed they are
+// drawn from (RUNS_POWER_SEED, default 1): the same seed, the same subsets.
+const int kRandomSubsets = static_cast<int>(env_number("RUNS_POWER_SUBSETS", 8));
+const unsigned long long kSeed = env_number("RUNS_POWER_SEED", 1);
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -266,10 +282,17 @@ Tally power_cuts(const Setting& setting, const Call& call) {
   }
   Tally tally;
   std::set<std::string> usable;  // states found to work
+  // Drawn from the seed and the scenario's name: a scenario gets the same
+  // subsets whatever runs before it.
+  std::vector<unsigned> seed_words(where.begin(), where.end());
+  seed_words.push_back(static_cast<unsigned>(kSeed));
+  seed_words.push_back(static_cast<unsigned>(kSeed >> 32));
+  std::seed_seq seeds(seed_words.begin(), seed_words.end());
+  std::mt19937_64 random(seeds);
   for (std::size_t i = 0; i < vfs.cuts().size(); ++i) {
     const PowerLossVfs::Cut& cut = vfs.cuts()[i];
     ++tally.cuts;
-    for (const DiskModel::Survivor& survivor : cut.disk.survivors()) {
+    for (const DiskModel::Survivor& survivor : cut.disk.survivors(&random, kRandomSubsets)) {
       ++tally.survivors;
       const std::string at = where + ": cut " + std::to_string(i) + " (" + cut.where + "), " + survivor.how;
       write_files(scratch_dir, survivor.files);

@@ -23,7 +23,8 @@
 //   * the contents: none of the pending writes (the cut the brief asks for:
 //     everything since each file's last fsync is dropped), all of them, all
 //     of some files and none of the others, the first k in the order they were
-//     made, all but one, or only one.
+//     made, all but one, or only one; and `random_subsets` subsets drawn
+//     with `random` (each pending write kept or not, as a coin falls).
 // Left out: a write torn inside itself (SQLite's unix VFS reports
 // SQLITE_IOCAP_POWERSAFE_OVERWRITE: a write damages no bytes around it),
 // garbage in a file's unwritten tail (the "older file system" of the
@@ -39,6 +40,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -122,7 +124,7 @@ struct DiskModel {
   }
 
   // What a power cut now may leave (see the header), each distinct outcome once.
-  std::vector<Survivor> survivors() const {
+  std::vector<Survivor> survivors(std::mt19937_64* random = nullptr, int random_subsets = 0) const {
     const std::vector<long> all = pending_changes();
     std::vector<std::pair<std::string, std::set<long>>> contents;
     contents.emplace_back("no unsynced write", std::set<long>{});
@@ -153,6 +155,16 @@ struct DiskModel {
       but_one.erase(all[k]);
       contents.emplace_back("every write but write " + std::to_string(k + 1), but_one);
       contents.emplace_back("write " + std::to_string(k + 1) + " only", std::set<long>{all[k]});
+    }
+    for (int n = 0; random != nullptr && all.size() > 2 && n < random_subsets; ++n) {
+      std::set<long> kept;
+      std::string how = "random writes:";
+      for (std::size_t k = 0; k < all.size(); ++k) {
+        if (((*random)() & 1) == 0) continue;
+        kept.insert(all[k]);
+        how += " " + std::to_string(k + 1);
+      }
+      contents.emplace_back(how, kept);
     }
     std::vector<Survivor> out;
     std::set<std::map<std::string, std::string>> seen;
