@@ -507,17 +507,14 @@ INSTANTIATE_TEST_SUITE_P(Settings, PowerLoss, ::testing::ValuesIn(durable_settin
 
 // ---- shown: what a cut takes back where SQLite says it may -----------------
 
-// The survivor of cut point `cut` that survivors() describes as `how`, or
-// NULL.
-const DiskModel::Survivor* find_survivor(std::size_t cut, const std::string& how) {
+// The survivor of cut point `cut` that survivors() describes as `how`.
+std::optional<DiskModel::Survivor> find_survivor(std::size_t cut, const std::string& how) {
   const auto& cuts = PowerLossVfs::instance().cuts();
-  if (cut >= cuts.size()) return nullptr;
-  static std::vector<DiskModel::Survivor> kept;
-  kept = cuts[cut].disk.survivors();
-  for (const DiskModel::Survivor& survivor : kept) {
-    if (survivor.how == how) return &survivor;
+  if (cut >= cuts.size()) return std::nullopt;
+  for (DiskModel::Survivor& survivor : cuts[cut].disk.survivors()) {
+    if (survivor.how == how) return std::move(survivor);
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 // The first cut point after the last call returned whose description is `where`.
@@ -532,8 +529,8 @@ std::size_t cut_after_return(const std::string& where) {
 
 // After the cut, run 5 that start_run() returned is gone, the invariant
 // holds, and the next start_run() hands out id 5 again, to another run.
-void run_5_is_gone(const DiskModel::Survivor* survivor) {
-  ASSERT_NE(survivor, nullptr);
+void run_5_is_gone(const std::optional<DiskModel::Survivor>& survivor) {
+  ASSERT_TRUE(survivor.has_value());
   TempDir scratch(database_dir());
   write_files(scratch.db().substr(0, scratch.db().rfind('/')), survivor->files);
   const TestDb db(scratch.db());
