@@ -58,13 +58,12 @@ class VfsShim {
   }
   virtual int truncate(File& file, sqlite3_int64 size) { return file.methods().xTruncate(file.real(), size); }
   virtual int sync(File& file, int flags) { return file.methods().xSync(file.real(), flags); }
-  virtual int lock(File& file, int level) { return file.methods().xLock(file.real(), level); }
-  virtual int unlock(File& file, int level) { return file.methods().xUnlock(file.real(), level); }
-  virtual int shm_lock(File& file, int offset, int n, int flags) {
-    return file.methods().xShmLock(file.real(), offset, n, flags);
-  }
   // False: no memory-mapped reads, every page goes through xRead.
   virtual bool memory_mapped_reads() const { return true; }
+  // Called before each call that changes a file or a lock, with its name:
+  // "open", "delete", "write", "truncate", "sync", "lock", "unlock",
+  // "shm_lock".
+  virtual void before(const char* /*operation*/) {}
 
  private:
   static File& file_of(sqlite3_file* f) { return *reinterpret_cast<File*>(f); }
@@ -78,12 +77,15 @@ class VfsShim {
     file.path = path;
     file.flags = flags;
     file.id = -1;
+    file.shim->before("open");
     const int rc = file.shim->open(path, file, flags, out_flags);
     file.base.pMethods = file.real()->pMethods != nullptr ? &io_methods() : nullptr;
     return rc;
   }
   static int delete_file(sqlite3_vfs* vfs, const char* path, int sync_dir) {
-    return static_cast<VfsShim*>(vfs->pAppData)->remove(path, sync_dir);
+    VfsShim* shim = static_cast<VfsShim*>(vfs->pAppData);
+    shim->before("delete");
+    return shim->remove(path, sync_dir);
   }
 
   static int close_file(sqlite3_file* f) { return file_of(f).shim->close(file_of(f)); }
@@ -91,15 +93,26 @@ class VfsShim {
     return methods(f).xRead(real(f), p, n, offset);
   }
   static int write_file(sqlite3_file* f, const void* p, int n, sqlite3_int64 offset) {
+    file_of(f).shim->before("write");
     return file_of(f).shim->write(file_of(f), p, n, offset);
   }
   static int truncate_file(sqlite3_file* f, sqlite3_int64 size) {
+    file_of(f).shim->before("truncate");
     return file_of(f).shim->truncate(file_of(f), size);
   }
-  static int sync_file(sqlite3_file* f, int flags) { return file_of(f).shim->sync(file_of(f), flags); }
+  static int sync_file(sqlite3_file* f, int flags) {
+    file_of(f).shim->before("sync");
+    return file_of(f).shim->sync(file_of(f), flags);
+  }
   static int file_size(sqlite3_file* f, sqlite3_int64* size) { return methods(f).xFileSize(real(f), size); }
-  static int lock_file(sqlite3_file* f, int level) { return file_of(f).shim->lock(file_of(f), level); }
-  static int unlock_file(sqlite3_file* f, int level) { return file_of(f).shim->unlock(file_of(f), level); }
+  static int lock_file(sqlite3_file* f, int level) {
+    file_of(f).shim->before("lock");
+    return methods(f).xLock(real(f), level);
+  }
+  static int unlock_file(sqlite3_file* f, int level) {
+    file_of(f).shim->before("unlock");
+    return methods(f).xUnlock(real(f), level);
+  }
   static int check_reserved_lock(sqlite3_file* f, int* out) {
     return methods(f).xCheckReservedLock(real(f), out);
   }
@@ -110,7 +123,8 @@ class VfsShim {
     return methods(f).xShmMap(real(f), page, size, extend, out);
   }
   static int shm_lock_file(sqlite3_file* f, int offset, int n, int flags) {
-    return file_of(f).shim->shm_lock(file_of(f), offset, n, flags);
+    file_of(f).shim->before("shm_lock");
+    return methods(f).xShmLock(real(f), offset, n, flags);
   }
   static void shm_barrier(sqlite3_file* f) { methods(f).xShmBarrier(real(f)); }
   static int shm_unmap(sqlite3_file* f, int delete_flag) { return methods(f).xShmUnmap(real(f), delete_flag); }

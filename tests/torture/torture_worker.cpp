@@ -125,38 +125,7 @@ class CountingVfs : public runs_test::VfsShim {
   CountingVfs() : VfsShim("torture", true) {}
 
  private:
-  int open(const char* path, File& file, int flags, int* out_flags) override {
-    event("open");
-    return VfsShim::open(path, file, flags, out_flags);
-  }
-  int remove(const char* path, int sync_dir) override {
-    event("delete");
-    return VfsShim::remove(path, sync_dir);
-  }
-  int write(File& file, const void* data, int amount, sqlite3_int64 offset) override {
-    event("write");
-    return VfsShim::write(file, data, amount, offset);
-  }
-  int truncate(File& file, sqlite3_int64 size) override {
-    event("truncate");
-    return VfsShim::truncate(file, size);
-  }
-  int sync(File& file, int flags) override {
-    event("sync");
-    return VfsShim::sync(file, flags);
-  }
-  int lock(File& file, int level) override {
-    event("lock");
-    return VfsShim::lock(file, level);
-  }
-  int unlock(File& file, int level) override {
-    event("unlock");
-    return VfsShim::unlock(file, level);
-  }
-  int shm_lock(File& file, int offset, int n, int flags) override {
-    event("shm_lock");
-    return VfsShim::shm_lock(file, offset, n, flags);
-  }
+  void before(const char* operation) override { event(operation); }
 };
 
 void install_vfs() {
