@@ -185,7 +185,11 @@ class GuideExcerptsTest(unittest.TestCase):
         with open(PROGRAM, encoding="utf-8") as f:
             program = f.read()
         with open(GUIDE, encoding="utf-8") as f:
-            excerpts = re.findall(r"^```python\n(.*?)^```$", f.read(), re.M | re.S)
+            # A block followed by a ```text block is an example of its own, run
+            # by tests/clients/test_doc_snippets.py: not an excerpt.
+            excerpts = [code for code, example in
+                        re.findall(r"^```python\n(.*?)^```\n(\s*```text)?", f.read(), re.M | re.S)
+                        if not example]
         self.assertGreater(len(excerpts), 3, f"no ```python excerpts in {GUIDE}")
         for excerpt in excerpts:
             with self.subTest(excerpt=excerpt.splitlines()[0]):
