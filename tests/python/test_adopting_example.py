@@ -16,13 +16,14 @@ is an excerpt of the program, word for word.
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import unittest
+
+from guide_excerpts import check_excerpts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRAM = os.path.join(ROOT, "docs", "examples", "run_manager.py")
@@ -143,17 +144,7 @@ class AdoptingTest(unittest.TestCase):
 
 class GuideExcerptsTest(unittest.TestCase):
     def test_the_guides_code_is_the_programs(self):
-        with open(PROGRAM, encoding="utf-8") as f:
-            program = f.read()
-        with open(GUIDE, encoding="utf-8") as f:
-            excerpts = [code for code, example in
-                        re.findall(r"^```python\n(.*?)^```\n(\s*```text)?", f.read(), re.M | re.S)
-                        if not example]
-        self.assertGreater(len(excerpts), 2, f"no ```python excerpts in {GUIDE}")
-        for excerpt in excerpts:
-            with self.subTest(excerpt=excerpt.splitlines()[0]):
-                self.assertIn(excerpt, program, "docs/adopting.md shows code that "
-                              "docs/examples/run_manager.py does not have, word for word")
+        check_excerpts(self, "docs/adopting.md", "docs/examples/run_manager.py", at_least=3)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ TEST_F(Adoption, ReapStaleRunsEndsOwnerlessRunsOlderThanItIsTold) {
                   {"4", "running", std::nullopt},  // a time it cannot read is never old
                   {"5", "completed", std::nullopt},
                   {"6", "pending", std::nullopt}}));  // has an owner: this live process
-  EXPECT_EQ(db.value("SELECT reap_stale_runs(NULL, 0)"), "1");  // 3: created before now
+  db.exec("UPDATE runs SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds') WHERE id = 3");
+  EXPECT_EQ(db.value("SELECT reap_stale_runs(NULL, 30)"), "1");  // 3: a minute old now
   EXPECT_EQ(db.value("SELECT run_status(3)"), "failed");
   before = dump(db);
   refused("SELECT reap_stale_runs(NULL, -1)", SQLITE_ERROR,
