@@ -52,7 +52,7 @@ class RunStore {
   // savepoint in the caller's transaction that holds the lock: see
   // WriteTransaction): when the key has an active run, fails it if it is
   // abandoned and else refuses (SQLITE_CONSTRAINT_UNIQUE, naming the run);
-  // then inserts a pending run owned by owner(), with a lease of
+  // then inserts a pending run owned by self(), with a lease of
   // `lease_seconds` if given. Returns the new run's id.
   sqlite3_int64 start_run(const StartRequest& request);
   // The same, but a key held by an active run that is not abandoned is an

@@ -100,8 +100,8 @@ def start(path, scope):
         status, body = e.http()
         print(status, json.dumps(body), flush=True)
         return 0
-    print("started", run_id, flush=True)
     manager.mark_running(run_id)
+    print("started", run_id, flush=True)
     lines = 0
     for lines, _ in enumerate(sys.stdin, start=1):  # the work: one step per line
         manager.update_progress(run_id, lines, None, "working")
