@@ -435,6 +435,10 @@ std::string runs_setup() {
 TEST_P(PowerLoss, StartRun) {
   power_cuts(GetParam(), {"start_run() of a new key", runs_setup(), {{"SELECT start_run('x', 'api', 'new')", "5"}}});
   power_cuts(GetParam(), {"start_run() on an empty database", "SELECT runs_migrate()", {{"SELECT start_run('x')", "1"}}});
+  power_cuts(GetParam(), {"start_run() in the caller's transaction", runs_setup(),
+                          {{"BEGIN IMMEDIATE; SELECT start_run('x', 'api', 'new'); COMMIT", ""}}});
+  power_cuts(GetParam(), {"try_start_run() of a new key", runs_setup(),
+                          {{"SELECT json_extract(try_start_run('x', 'api', 'new'), '$.id')", "5"}}});
 }
 
 TEST_P(PowerLoss, StartRunReclaiming) {
