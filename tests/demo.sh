@@ -35,7 +35,7 @@ SQL
 show "$processes processes run SELECT start_run('nightly-import') at the same time"
 i=0
 while [ "$i" -lt "$processes" ]; do
-  sqlite3 -batch "$db" ".load $ext" ".timeout 5000" \
+  sqlite3 -batch "$db" ".load $ext" ".output /dev/null" "SELECT runs_busy_timeout(5000)" ".output" \
     "SELECT start_run('nightly-import', 'worker-$i')" > "$work/out.$i" 2> "$work/err.$i" &
   i=$((i + 1))
 done
