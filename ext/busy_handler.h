@@ -43,7 +43,7 @@ struct BackoffPolicy {
   std::int64_t max_sleep_ns;    // the cap of the mean; each sleep is drawn in [mean/2, mean*3/2)
 };
 
-inline constexpr BackoffPolicy kDefaultBackoff{100'000, 2'000'000};
+inline constexpr BackoffPolicy kDefaultBackoff{50'000, 1'000'000};
 
 // The longest timeout runs_busy_timeout() accepts, in ms: one hour. Longer
 // waits for a write lock that is held seconds at most mean a stuck writer;
