@@ -161,7 +161,7 @@ def active_run_section(cycle):
 def contention_section(rows):
     lines = ["### 4. Contention (processes started with fork+exec, busy_timeout 5000)", "",
              "Each process starts and finishes runs as fast as it can. *wait* is the duration of"
-             " one start_run call (refusals included); *BUSY* counts calls that ended in"
+             " every call (start_run, refusals included, and the finishing updates); *BUSY* counts calls that ended in"
              " SQLITE_BUSY (start_run / the finishing updates); *wins* the runs started per"
              " process, fewest–most.", "",
              "| keys | processes | variant | runs/s | start_run/s | wait p50 ms | p99 ms |"
