@@ -4,7 +4,7 @@
 #   tests/bench/measure.sh [--brief | --busy-only] BUILD RESULTS
 # tests/bench/run.sh builds in Release and calls this; ctest calls it with
 # --brief (seconds, not minutes: it checks that everything runs). --busy-only
-# runs the busy handler comparison alone (item 7). BUSY_SECONDS (default 10)
+# runs the busy handler comparison alone (item 7, from C and from Python). BUSY_SECONDS (default 10)
 # and BUSY_ROUNDS (default 2) set its length per configuration.
 set -eu
 brief=""
@@ -25,10 +25,10 @@ cd "$results"
 
 if [ -n "$brief" ]; then
   reps=1; seconds=0.2; procs=2; history_flag=--brief; cycles=2000; conns=3
-  busy_seconds=0.2; busy_rounds=1; busy_loads=idle
+  busy_seconds=0.2; busy_rounds=1; busy_loads=idle; py_procs=2
 else
   reps=9; seconds=3; procs=2,4,8,16; history_flag=""; cycles=1000000; conns=100
-  busy_seconds=${BUSY_SECONDS:-10}; busy_rounds=${BUSY_ROUNDS:-2}; busy_loads=idle,busy
+  busy_seconds=${BUSY_SECONDS:-10}; busy_rounds=${BUSY_ROUNDS:-2}; busy_loads=idle,busy; py_procs=4,12
 fi
 
 echo "== machine" >&2
@@ -41,6 +41,8 @@ echo "== busy handlers (item 7)" >&2
 "$bin/contention" --extension "$ext" --processes $procs --seconds $busy_seconds \
   --rounds $busy_rounds --load $busy_loads --keys one,separate \
   --variants extension,extension+runs_busy_timeout --json busy.jsonl >&2
+"$python" "$bench/python_contention.py" "$ext" --processes $py_procs --seconds $busy_seconds \
+  --rounds $busy_rounds --load $busy_loads --keys one,separate --json busy_python.jsonl
 if [ -n "$busy_only" ]; then
   "$python" "$bench/report.py" "$results" > performance.md
   cat performance.md

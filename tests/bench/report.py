@@ -238,15 +238,18 @@ def profile_section(profile):
     return lines + [""]
 
 
-def busy_section(rows, machine):
+def busy_section(rows, machine, theirs_name="extension", ours_name="extension+runs_busy_timeout",
+                 title="### 7. Waiting for the write lock: SQLite's busy handler against"
+                       " runs_busy_timeout(5000)"):
     """Item 7: SQLite's handler against runs_busy_timeout(5000), per
     configuration, over the rounds: throughput ratio (median of the rounds'
-    ratios), waits, escapes and wins per process."""
+    ratios), waits, escapes and wins per process. The C workers' variants
+    by default; the Python workers' with their names."""
     if not rows:
         return []
     seconds = rows[0]["seconds"]
     rounds = max(r.get("round", 1) for r in rows)
-    lines = ["### 7. Waiting for the write lock: SQLite's busy handler against runs_busy_timeout(5000)", ""]
+    lines = [title, ""]
     if machine:
         lines += [f"Run {machine.get('date', '?')}, commit {machine['commit']}, {machine['cpus']} CPUs"
                   " shared with other work, load average at the start "
@@ -265,11 +268,11 @@ def busy_section(rows, machine):
     for r in rows:
         configs.setdefault((r.get("load", "idle"), r["keys"], r["processes"]), {}).setdefault(
             r["variant"], []).append(r)
-    escapes = {"extension": 0, "extension+runs_busy_timeout": 0}
+    escapes = {theirs_name: 0, ours_name: 0}
     calls = dict(escapes)
     for (load, keys, processes), by in sorted(configs.items(),
                                               key=lambda i: (i[0][0] != "idle", i[0][1], i[0][2])):
-        ours, theirs = by.get("extension+runs_busy_timeout", []), by.get("extension", [])
+        ours, theirs = by.get(ours_name, []), by.get(theirs_name, [])
         if not ours or not theirs:
             continue
         ratios = []
@@ -294,7 +297,7 @@ def busy_section(rows, machine):
         def wins(v):
             return f"{min(x['min_wins'] for x in v):,}–{max(x['max_wins'] for x in v):,}"
 
-        for name, v in (("extension", theirs), ("extension+runs_busy_timeout", ours)):
+        for name, v in ((theirs_name, theirs), (ours_name, ours)):
             escapes[name] += int(busy(v))
             calls[name] += sum(x["calls"] for x in v)
         lines.append(f"| {load} | {keys} | {processes} |"
@@ -303,10 +306,9 @@ def busy_section(rows, machine):
                      f" {both(p('wait_p50_ms'))} | {both(p('wait_p99_ms'))} | {both(mx)} |"
                      f" {both(busy)} | {wins(theirs)} / {wins(ours)} |")
     lines += ["", "Each cell with two values: SQLite's handler / runs_busy_timeout(5000).",
-              f"SQLITE_BUSY escapes: SQLite's handler {escapes['extension']} in"
-              f" {calls['extension']:,} start_run calls, runs_busy_timeout"
-              f" {escapes['extension+runs_busy_timeout']} in"
-              f" {calls['extension+runs_busy_timeout']:,}.", ""]
+              f"SQLITE_BUSY escapes: SQLite's handler {escapes[theirs_name]} in"
+              f" {calls[theirs_name]:,} start_run calls, runs_busy_timeout"
+              f" {escapes[ours_name]} in {calls[ours_name]:,}.", ""]
     return lines
 
 
@@ -334,6 +336,10 @@ def main(argv):
     cycle = load(results, "cycle.json")
     profile = load(results, "profile.json")
     busy = busy_section(load(results, "busy.jsonl"), load(results, "machine.json"))
+    busy += busy_section(load(results, "busy_python.jsonl"), None, "python",
+                         "python+runs_busy_timeout",
+                         "#### From Python: sqlite3.connect(timeout=5.0) against runs_busy_timeout(5000)"
+                         " (`tests/bench/python_contention.py`)")
     if cycle is None and busy:  # run.sh --busy-only
         if into is None:
             print("\n".join(busy))

@@ -1,13 +1,13 @@
 #!/bin/sh
 # The benchmark suite, one command: builds in Release (-O2) in build/bench,
-# runs every benchmark (about 5 minutes) and prints the tables of
+# runs every benchmark (about 22 minutes) and prints the tables of
 # docs/performance.md; the raw results stay in build/bench/results/.
 #   tests/bench/run.sh                  print the tables
 #   tests/bench/run.sh --update-docs    and write them into docs/performance.md
 #   tests/bench/run.sh --busy-only [--update-docs]
 #                                       only SQLite's busy handler against
 #                                       runs_busy_timeout() (item 7; 10 s per
-#                                       configuration and round: about 11
+#                                       configuration and round: about 17
 #                                       minutes; BUSY_SECONDS=3 for a shorter run)
 set -eu
 update_docs=""
