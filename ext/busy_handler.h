@@ -6,8 +6,8 @@
 // taken again by a process that never slept, so the same few processes win
 // while the others starve, and a waiter can lose for the whole timeout. This
 // one sleeps briefly and often: a jittered exponential backoff from
-// kFirstSleepNs doubling to kMaxSleepNs (docs/performance.md says why these
-// values), until the time actually waited since the lock was first found
+// kDefaultBackoff's first sleep doubling to its cap (docs/performance.md,
+// item 7, says why these values), until the time actually waited since the lock was first found
 // taken reaches the timeout, measured on the monotonic clock (not the sum of
 // the sleeps, which oversleep). It never sleeps past that deadline: the last
 // sleep is cut to end on it, and the next call gives up (SQLITE_BUSY).
@@ -46,7 +46,7 @@ struct BackoffPolicy {
 inline constexpr BackoffPolicy kDefaultBackoff{50'000, 1'000'000};
 
 // The longest timeout runs_busy_timeout() accepts, in ms: one hour. Longer
-// waits for a write lock that is held seconds at most mean a stuck writer;
+// waits for a write lock that runs hold for milliseconds mean a stuck writer;
 // the limit also keeps every deadline computation far from overflow.
 inline constexpr std::int64_t kMaxBusyTimeoutMs = 60LL * 60 * 1000;
 
