@@ -334,24 +334,21 @@ int register_function(sqlite3* db, const FunctionSpec& spec,
 
 std::shared_ptr<BusyHandler> earlier_busy_handler(sqlite3* db) noexcept {
   std::shared_ptr<BusyHandler> earlier;
-  // Asked only where an earlier load registered the function, so that no
-  // failed prepare leaves its error on the connection.
-  sqlite3_stmt* probe = nullptr;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT 1 FROM pragma_function_list WHERE name = 'runs_busy_timeout'",
-                         -1, &probe, nullptr) != SQLITE_OK) {
-    return earlier;
-  }
-  const bool registered = sqlite3_step(probe) == SQLITE_ROW;
-  sqlite3_finalize(probe);
+  // Neither statement reads the schema: loading the library must not parse
+  // it before the functions exist (a hostile schema is refused as it loads).
   sqlite3_stmt* ask = nullptr;
-  if (registered &&
-      sqlite3_prepare_v2(db, "SELECT runs_busy_timeout(?1)", -1, &ask, nullptr) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, "SELECT runs_busy_timeout(?1)", -1, &ask, nullptr) == SQLITE_OK) {
     if (sqlite3_bind_pointer(ask, 1, &earlier, kBusyHandlerHandover, nullptr) == SQLITE_OK) {
       sqlite3_step(ask);
     }
     sqlite3_finalize(ask);
+    return earlier;
   }
+  // No earlier load ("no such function"). A statement that prepares clears
+  // that error from the connection, so that a successful load leaves none.
+  sqlite3_stmt* clear = nullptr;
+  sqlite3_prepare_v2(db, "SELECT 1", -1, &clear, nullptr);
+  sqlite3_finalize(clear);
   return earlier;
 }
 

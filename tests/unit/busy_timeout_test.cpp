@@ -185,6 +185,8 @@ class BusyTimeout : public ::testing::Test {
 
 TEST_F(BusyTimeout, ReturnsTheTimeoutAndChecksIt) {
   TestDb db;
+  // Loading asked whether an earlier load had a handler, and left no error.
+  EXPECT_EQ(sqlite3_errcode(db.get()), SQLITE_OK) << sqlite3_errmsg(db.get());
   EXPECT_EQ(db.value("SELECT runs_busy_timeout(5000)"), "5000");
   EXPECT_EQ(db.value("SELECT runs_busy_timeout(2.0)"), "2");
   EXPECT_EQ(db.value("SELECT runs_busy_timeout(3600000)"), "3600000");
