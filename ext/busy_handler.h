@@ -68,7 +68,10 @@ class BusyHandler {
   // locking event): the clock reading to sleep until before SQLite tries
   // again, never later than the event's start plus the timeout; or nothing:
   // give up (SQLite then returns SQLITE_BUSY). Reads the clock once; does
-  // not sleep.
+  // not sleep. SQLite restarts the count at each step of a statement; a
+  // second wait within one step continues it, and then shares the first
+  // one's deadline, as with SQLite's own handler, whose sleeps follow the
+  // count.
   std::optional<std::int64_t> next_wake_ns(int tries) noexcept;
 
   // What SQLite calls: next_wake_ns(), then the sleep. Returns 1 (retry) or
