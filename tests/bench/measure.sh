@@ -25,10 +25,11 @@ cd "$results"
 
 if [ -n "$brief" ]; then
   reps=1; seconds=0.2; procs=2; history_flag=--brief; cycles=2000; conns=3
-  busy_seconds=0.2; busy_rounds=1; busy_loads=idle; py_procs=2
+  busy_seconds=0.2; busy_rounds=1; busy_loads=idle; py_procs=2; busy_keys=one
 else
   reps=9; seconds=3; procs=2,4,8,16; history_flag=""; cycles=1000000; conns=100
   busy_seconds=${BUSY_SECONDS:-10}; busy_rounds=${BUSY_ROUNDS:-2}; busy_loads=idle,busy; py_procs=4,12
+  busy_keys=one,separate
 fi
 
 echo "== machine" >&2
@@ -39,10 +40,10 @@ echo "== machine" >&2
 # on an idle machine and with one more process keeping a core busy.
 echo "== busy handlers (item 7)" >&2
 "$bin/contention" --extension "$ext" --processes $procs --seconds $busy_seconds \
-  --rounds $busy_rounds --load $busy_loads --keys one,separate \
+  --rounds $busy_rounds --load $busy_loads --keys $busy_keys \
   --variants extension,extension+runs_busy_timeout --json busy.jsonl >&2
 "$python" "$bench/python_contention.py" "$ext" --processes $py_procs --seconds $busy_seconds \
-  --rounds $busy_rounds --load $busy_loads --keys one,separate --json busy_python.jsonl
+  --rounds $busy_rounds --load $busy_loads --keys $busy_keys --json busy_python.jsonl
 if [ -n "$busy_only" ]; then
   "$python" "$bench/report.py" "$results" > performance.md
   cat performance.md
