@@ -57,3 +57,65 @@ void Transaction::commit() {
 }
 
 }  // namespace runs
+
+namespace runs {
+
+SavepointOrTransaction::SavepointOrTransaction(sqlite3* db, const Statements& statements,
+                                               Statement* write_lock)
+    : db_(db), statements_(statements) {
+  if (!in_callers_transaction(db)) {
+    own_.emplace(db, statements.begin, statements.commit, statements.rollback);
+    return;
+  }
+  callers_rowid_ = sqlite3_last_insert_rowid(db);
+  const int state = sqlite3_txn_state(db, "main");
+  if (state != SQLITE_TXN_WRITE) {
+    try {
+      Query(*write_lock).run();
+    } catch (const Error& error) {
+      // With no read yet, the busy handler waited as long as busy_timeout
+      // allows, and last_error() says so. After a read, SQLite does not wait:
+      // a stale snapshot is SQLITE_BUSY_SNAPSHOT (last_error() says so too);
+      // anything else busy is another writer holding the lock right now.
+      if (state == SQLITE_TXN_READ && error.code() == SQLITE_BUSY) {
+        throw Error(SQLITE_BUSY,
+                    "another connection holds the write lock, and this transaction has already "
+                    "read, so it cannot wait for it: roll back and retry, or begin the "
+                    "transaction with BEGIN IMMEDIATE");
+      }
+      throw;
+    }
+    if (sqlite3_txn_state(db, "main") != SQLITE_TXN_WRITE) {
+      throw Error(SQLITE_BUSY,
+                  "could not take the write lock inside the caller's transaction: roll back "
+                  "and retry, or begin the transaction with BEGIN IMMEDIATE");
+    }
+  }
+  Query(statements_.savepoint).run();
+  open_ = true;
+}
+
+SavepointOrTransaction::~SavepointOrTransaction() {
+  if (own_) return;  // the Transaction rolls back, if it must
+  sqlite3_set_last_insert_rowid(db_, callers_rowid_);
+  // A statement with ROLLBACK semantics may have ended the caller's whole
+  // transaction, and with it the savepoint.
+  if (!open_ || sqlite3_get_autocommit(db_)) return;
+  try {
+    Query(statements_.rollback_to).run();
+    Query(statements_.release).run();
+  } catch (...) {
+    // Nothing more can be done here; the caller's ROLLBACK undoes it all.
+  }
+}
+
+void SavepointOrTransaction::commit() {
+  if (own_) {
+    own_->commit();
+    return;
+  }
+  Query(statements_.release).run();
+  open_ = false;
+}
+
+}  // namespace runs

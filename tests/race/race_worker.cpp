@@ -11,7 +11,7 @@
 // and exits 0, or 1 when any call did something the test does not expect
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //
-//   race_worker --db PATH --mode naive|extension|migrate --iterations N
+//   race_worker --db PATH --mode naive|extension|migrate|migrate-in-transaction --iterations N
 //               [--key KEY] [--extension PATH] [--lockstep]
 //
 // Modes:
@@ -30,6 +30,9 @@
 //   migrate    loads --extension and calls SELECT runs_migrate() once
 //              (--iterations 1); `migrated` is the version it returned,
 //              `errors` counts any failure (SQLITE_BUSY included).
+//   migrate-in-transaction  the same inside the caller's transaction, as a
+//              migration tool calls it: BEGIN (deferred), SELECT
+//              runs_migrate(), COMMIT.
 //   Finishing steps (to running, to completed) that meet SQLITE_BUSY are
 //   retried, so that no run stays active; `finish_busy` counts the retries.
 //
@@ -62,6 +65,7 @@ struct Options {
   std::string key;
   std::string extension;
   bool lockstep = false;
+  bool in_transaction = false;  // mode migrate-in-transaction
 };
 
 struct Counts {
@@ -78,7 +82,7 @@ struct Counts {
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
-               "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension|migrate "
+               "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension|migrate|migrate-in-transaction "
                "--iterations N [--key KEY] [--extension PATH] [--lockstep]\n",
                problem);
   std::exit(2);
@@ -114,8 +118,12 @@ Options parse(int argc, char** argv) {
     }
   }
   if (options.db.empty()) usage("--db is required");
+  if (options.mode == "migrate-in-transaction") {
+    options.mode = "migrate";
+    options.in_transaction = true;
+  }
   if (options.mode != "naive" && options.mode != "extension" && options.mode != "migrate") {
-    usage("--mode must be naive, extension or migrate");
+    usage("--mode must be naive, extension, migrate or migrate-in-transaction");
   }
   if (options.iterations < 0) usage("--iterations is required");
   if (options.mode != "naive" && options.extension.empty()) {
@@ -403,6 +411,10 @@ class Worker {
   // failure, SQLITE_BUSY included, is an error.
   void migrate_iteration() {
     rendezvous(options_);
+    if (options_.in_transaction && sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      unexpected("BEGIN", sqlite3_extended_errcode(db_));
+      return;
+    }
     int rc = sqlite3_step(migrate_);
     if (rc == SQLITE_ROW) {
       counts_.migrated = static_cast<long>(sqlite3_column_int64(migrate_, 0));
@@ -410,6 +422,10 @@ class Worker {
     }
     if (rc != SQLITE_DONE) unexpected("runs_migrate", rc);
     sqlite3_reset(migrate_);
+    if (options_.in_transaction && !sqlite3_get_autocommit(db_)) {
+      const int end = sqlite3_exec(db_, rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", nullptr, nullptr, nullptr);
+      if (end != SQLITE_OK) unexpected(rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", end);
+    }
   }
 
   Options options_;

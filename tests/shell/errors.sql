@@ -102,8 +102,8 @@ SELECT 'arity', fail_run(4);
 SELECT 'arity', update_run_progress(4, 1, 2);
 SELECT 'arity', runs_migrate(1);
 
--- start_run() and runs_migrate() commit their own transaction: not inside
--- the caller's, nor inside another statement.
+-- start_run() commits its own transaction: not inside the caller's, nor inside another
+-- statement. runs_migrate() joins the caller's (a savepoint), finding nothing to do.
 BEGIN;
 SELECT 'in transaction', start_run('other', 'api', 'k');
 SELECT 'in transaction', runs_migrate();
