@@ -13,11 +13,16 @@ Then a refusal: the commands on a database whose `runs` table lacks a column
 leave the database as it was (the tool's bookkeeping table, if it created one,
 holds no row).
 
+With --postgres, instead: the recipe "sqitch on PostgreSQL" on a throwaway
+server (tests/postgres/pg_server.py), with the same checks but runs_migrate()
+(PostgreSQL has none), the database compared with pg_dump (sqitch's registry
+schema aside), and a refusal on a database that already has a runs table.
+
 The recipes load the extension with the packages' load() (sqlite_runs,
 sqlite-runs); here a stand-in module of each name loads RUNS_EXTENSION, the
 built runs.so (tests/packages tests the packages themselves).
 
-    RUNS_EXTENSION=build/runs.so /usr/bin/python3 tests/migrations/test_migration_tools.py
+    RUNS_EXTENSION=build/runs.so /usr/bin/python3 tests/migrations/test_migration_tools.py [--postgres]
 """
 import glob
 import os
@@ -25,12 +30,14 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(REPO, "docs", "migrations.md")
 SQL_DIR = os.path.join(REPO, "sql")
+PG_SQL_DIR = os.path.join(REPO, "sql", "postgres")
 NODE_BIN = os.path.join(REPO, "tests", "node", "node_modules", ".bin")
 EXTENSION = os.environ.get("RUNS_EXTENSION", "")
 LATEST = len(glob.glob(os.path.join(SQL_DIR, "[0-9][0-9][0-9]_*.sql")))
@@ -137,10 +144,11 @@ class MigrationToolTest:
                 os.symlink(os.path.join(source, "bin", "cli.js"), os.path.join(modules, ".bin", package))
         return folder
 
-    def run_tool(self, folder, again=False):
+    def run_tool(self, folder, again=False, **extra):
         """The recipe's commands; again: its last one only (the tool, run again)."""
-        env = dict(os.environ, RUNS_SQL=SQL_DIR, RUNS_EXTENSION=EXTENSION, PATH=self.path(),
-                   PYTHONPATH=folder, PYTHONDONTWRITEBYTECODE="1", npm_config_offline="true")
+        env = dict(os.environ, RUNS_SQL=SQL_DIR, RUNS_PG_SQL=PG_SQL_DIR, RUNS_EXTENSION=EXTENSION,
+                   PATH=self.path(), PYTHONPATH=folder, PYTHONDONTWRITEBYTECODE="1", npm_config_offline="true",
+                   **extra)
         env.pop("DATABASE_URL", None)
         outputs, code = [], 0
         for command in self.commands[-1:] if again else self.commands:
@@ -235,10 +243,80 @@ class Sqitch(MigrationToolTest, unittest.TestCase):
     refusal = r"runs_001_create_runs \.+ not ok(.|\n)*" + re.escape(GUARD) + r"(.|\n)*Deploy failed"
 
 
+class SqitchPostgres(MigrationToolTest, unittest.TestCase):
+    tool = "sqitch on PostgreSQL"
+    needs = ("sqitch", "psql")
+
+    def setUp(self):
+        super().setUp()
+        if subprocess.run(["perl", "-MDBD::Pg", "-e", "1"], capture_output=True).returncode != 0:
+            self.skipTest("perl's DBD::Pg is missing (Debian: libdbd-pg-perl)")
+        sys.path.insert(0, os.path.join(REPO, "tests", "postgres"))
+        from pg_server import PgServer
+        self.pg = PgServer()
+        self.pg.start()
+        self.addCleanup(self.pg.stop)
+        admin = self.pg.connect()
+        admin.autocommit = True
+        admin.cursor().execute("CREATE DATABASE app")
+        admin.cursor().execute("CREATE DATABASE refused")
+        admin.close()
+
+    def target(self, dbname):
+        return f"db:pg://postgres@127.0.0.1:{self.pg.port}/{dbname}"
+
+    def pg_dump(self, dbname):
+        out = subprocess.run([os.path.join(self.pg.bin, "pg_dump"), "-h", "127.0.0.1", "-p", str(self.pg.port),
+                              "-U", "postgres", "-N", "sqitch", dbname], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # Recent pg_dump guards its output with a random \restrict key.
+        return "".join(line for line in out.stdout.splitlines(True) if not line.startswith(("\\restrict", "\\unrestrict")))
+
+    def query(self, dbname, sql):
+        conn = self.pg.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                rows = cur.fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def test_applies_the_schema_and_refuses_cleanly(self):
+        folder = self.project("app")
+        code, output = self.run_tool(folder, TARGET=self.target("app"))
+        self.assertEqual(code, 0, output)
+        versions = len(glob.glob(os.path.join(PG_SQL_DIR, "[0-9][0-9][0-9]_*.sql")))
+        self.assertEqual(self.query("app", "SELECT version FROM runs_schema_migrations ORDER BY 1"),
+                         [(v,) for v in range(1, versions + 1)])
+        applied = self.pg_dump("app")
+        code, output = self.run_tool(folder, again=True, TARGET=self.target("app"))
+        self.assertEqual(code, 0, output)
+        self.assertIn("Nothing to deploy (up-to-date)", output)
+        self.assertEqual(self.pg_dump("app"), applied, "running the tool again changed the database")
+        self.assertEqual(self.query("app", "SELECT start_run('full')"), [(1,)])
+
+        folder = self.project("refused")
+        self.query("refused", "CREATE TABLE runs (id bigint PRIMARY KEY, scope text); SELECT 1")
+        before = self.pg_dump("refused")
+        code, output = self.run_tool(folder, TARGET=self.target("refused"))
+        self.assertNotEqual(code, 0, output)
+        self.assertRegex(output, r"runs_001_create_runs \.+ not ok(.|\n)*migration 001 refused: a table runs exists "
+                                 r"already(.|\n)*Deploy failed")
+        self.assertEqual(self.pg_dump("refused"), before)
+        self.assertEqual(self.query("refused", "SELECT count(*) FROM sqitch.changes"), [(0,)])
+
+
 if __name__ == "__main__":
     if not EXTENSION or not os.path.isfile(EXTENSION):
         raise SystemExit(f"RUNS_EXTENSION={EXTENSION!r}: set it to the built runs.so")
-    program = unittest.main(verbosity=2, exit=False)
+    postgres = "--postgres" in sys.argv
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite()
+    for case in (SqitchPostgres,) if postgres else (Dbmate, Alembic, Django, Knex, Sqitch):
+        suite.addTests(loader.loadTestsFromTestCase(case))
+    program = unittest.main(verbosity=2, exit=False, argv=sys.argv[:1], defaultTest="suite")
     result = program.result
     if not result.wasSuccessful():
         raise SystemExit(1)
