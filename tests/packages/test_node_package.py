@@ -17,7 +17,6 @@ minutes. Each install builds the extension once (two builds in all).
 
     /usr/bin/python3 tests/packages/test_node_package.py
 """
-import glob
 import json
 import os
 import shutil
@@ -26,11 +25,11 @@ import tarfile
 import tempfile
 import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from package_support import REPO, SQL, cmake_version
+
 PACKAGE = os.path.join(REPO, "bindings", "node")
 TESTS_NODE = os.path.join(REPO, "tests", "node")
 BETTER_SQLITE3 = os.path.join(TESTS_NODE, "node_modules", "better-sqlite3")
-SQL = sorted(os.path.basename(f) for f in glob.glob(os.path.join(REPO, "sql", "[0-9][0-9][0-9]_*.sql")))
 NPM = ["npm", "--no-audit", "--no-fund", "--loglevel=error"]
 
 PROBE = """
@@ -46,14 +45,6 @@ console.log(JSON.stringify(db.prepare('SELECT runs_migrate() AS v, runs_version(
 console.log(require('sqlite-runs/package.json').version);
 try { sqliteRuns.load({}); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }
 """
-
-
-def cmake_version():
-    with open(os.path.join(REPO, "CMakeLists.txt"), encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("project(sqlite_runs VERSION "):
-                return line.split()[2]
-    raise AssertionError("no project(sqlite_runs VERSION ...) in CMakeLists.txt")
 
 
 def run(command, cwd, env=None):

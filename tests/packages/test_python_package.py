@@ -19,24 +19,15 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import unittest
 import zipfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from package_support import REPO, SQL, cmake_version
+
 PACKAGE = os.path.join(REPO, "bindings", "python")
 CLIENT_TEST = os.path.join(REPO, "tests", "python", "test_client.py")
-SQL = sorted(os.path.basename(f) for f in glob.glob(os.path.join(REPO, "sql", "[0-9][0-9][0-9]_*.sql")))
-
-
-def cmake_version():
-    with open(os.path.join(REPO, "CMakeLists.txt"), encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("project(sqlite_runs VERSION "):
-                return line.split()[2]
-    raise AssertionError("no project(sqlite_runs VERSION ...) in CMakeLists.txt")
 
 
 def run(*command, env=None, cwd=None):
