@@ -56,16 +56,15 @@ void Transaction::commit() {
   open_ = false;
 }
 
-}  // namespace runs
-
-namespace runs {
-
 SavepointOrTransaction::SavepointOrTransaction(sqlite3* db, const Statements& statements,
                                                Statement* write_lock)
     : db_(db), statements_(statements) {
   if (!in_callers_transaction(db)) {
     own_.emplace(db, statements.begin, statements.commit, statements.rollback);
     return;
+  }
+  if (write_lock == nullptr) {
+    throw Error(SQLITE_MISUSE, "internal error: no write-lock statement for the caller's transaction");
   }
   callers_rowid_ = sqlite3_last_insert_rowid(db);
   const int state = sqlite3_txn_state(db, "main");

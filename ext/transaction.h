@@ -57,8 +57,9 @@ class Transaction {
 //     without commit() rolls back to the savepoint and releases it, leaving the
 //     caller's transaction as it was. A deferred transaction that has not read
 //     yet waits for the write lock like BEGIN IMMEDIATE (busy_timeout); one
-//     that has read cannot wait (SQLite would deadlock), and one whose read
-//     snapshot is stale cannot write at all: both throw an Error that says so.
+//     that has read cannot wait for it (SQLite calls no busy handler there),
+//     and one whose read snapshot is stale cannot write at all: both throw an
+//     Error that says so.
 // A statement with ROLLBACK semantics (RAISE(ROLLBACK), INSERT OR ROLLBACK)
 // ends the caller's whole transaction: rolled_back_callers() then says so.
 class SavepointOrTransaction {
