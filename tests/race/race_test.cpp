@@ -569,6 +569,37 @@ TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
   }
 }
 
+// The naive way inside the caller's transaction: a transaction that has read
+// before it migrates holds a read snapshot, and SQLite cannot let it wait for
+// the write lock. 8 workers BEGIN and read, all of them before any migrates
+// (lockstep), then call runs_migrate(): exactly one applies the migrations;
+// each of the seven others is refused with SQLITE_BUSY (the winner holds the
+// lock) or SQLITE_BUSY_SNAPSHOT (it has committed since their read), and
+// changes nothing. Calling runs_migrate() first in the transaction, as above,
+// lets every worker succeed.
+TEST(Race, MigrateAfterAReadInTheCallersTransaction) {
+  TempDir dir;
+  create_database(dir.db(), Schema::kEmpty);
+  const std::vector<WorkerSpec> specs(kWorkers, WorkerSpec{"migrate-after-read", ""});
+  const std::vector<WorkerResult> results = Race(dir.db(), 1, true).run(specs);
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
+  int winners = 0;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const std::string won = std::string("migrated=") + runs_test::kLatestSchemaVersion + " busy=0 errors=0\n";
+    if (results[i].output == won) {
+      ++winners;
+    } else {
+      EXPECT_EQ(results[i].output, "migrated=0 busy=1 errors=0\n") << "worker " << i;
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  const TestDb db(dir.db());
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs_schema_migrations"), 3);
+  EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
+  std::cout << "[ race     ] migrate-after-read, 8 workers, lockstep: " << winners << " applied, "
+            << kWorkers - winners << " refused" << std::endl;
+}
+
 // ---- killed workers -------------------------------------------------------
 //
 // churn_worker processes start and finish runs on the default key as fast as
