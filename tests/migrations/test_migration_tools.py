@@ -104,6 +104,7 @@ class MigrationToolTest:
     bookkeeping = ()      # the tool's own tables in the database (rows not compared on refusal)
     empty_bookkeeping = ()  # of those, the ones that must hold no row after a refusal
     refusal = None        # a regular expression the tool's output matches on refusal
+    refusal_code = 1      # the tool's exit status on refusal
     needs = ()            # programs the tool needs, checked before it runs
 
     def setUp(self):
@@ -190,7 +191,7 @@ class MigrationToolTest:
         conn.close()
         before = dump(db)
         code, output = self.run_tool(folder)
-        self.assertNotEqual(code, 0, output)
+        self.assertEqual(code, self.refusal_code, output)
         self.assertRegex(output, self.refusal)
         self.assertEqual(dump(db, self.bookkeeping), before)
         conn = sqlite3.connect(db)
@@ -208,6 +209,7 @@ class Dbmate(MigrationToolTest, unittest.TestCase):
     empty_bookkeeping = ("schema_migrations",)
     # The guard rolled back dbmate's transaction; dbmate reports its failed ROLLBACK.
     refusal = r"Error: cannot rollback - no transaction is active"
+    refusal_code = 2
 
 
 class Alembic(MigrationToolTest, unittest.TestCase):
@@ -241,6 +243,7 @@ class Sqitch(MigrationToolTest, unittest.TestCase):
     tool = "sqitch"
     needs = ("sqitch", "sqlite3")
     refusal = r"runs_001_create_runs \.+ not ok(.|\n)*" + re.escape(GUARD) + r"(.|\n)*Deploy failed"
+    refusal_code = 2
 
 
 class SqitchPostgres(MigrationToolTest, unittest.TestCase):
@@ -301,7 +304,7 @@ class SqitchPostgres(MigrationToolTest, unittest.TestCase):
         self.query("refused", "CREATE TABLE runs (id bigint PRIMARY KEY, scope text); SELECT 1")
         before = self.pg_dump("refused")
         code, output = self.run_tool(folder, TARGET=self.target("refused"))
-        self.assertNotEqual(code, 0, output)
+        self.assertEqual(code, 2, output)
         self.assertRegex(output, r"runs_001_create_runs \.+ not ok(.|\n)*migration 001 refused: a table runs exists "
                                  r"already(.|\n)*Deploy failed")
         self.assertEqual(self.pg_dump("refused"), before)
