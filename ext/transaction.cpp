@@ -56,19 +56,27 @@ void Transaction::commit() {
   open_ = false;
 }
 
-SavepointOrTransaction::SavepointOrTransaction(sqlite3* db, const Statements& statements,
-                                               Statement* write_lock)
-    : db_(db), statements_(statements) {
-  if (!in_callers_transaction(db)) {
-    own_.emplace(db, statements.begin, statements.commit, statements.rollback);
+void WriteTransaction::require_allowed(sqlite3* db) {
+  if (sqlite3_get_autocommit(db)) {
+    Transaction::require_standalone(db);
     return;
   }
-  if (write_lock == nullptr) {
-    throw Error(SQLITE_MISUSE, "internal error: no write-lock statement for the caller's transaction");
+  if (sqlite3_txn_state(db, nullptr) != SQLITE_TXN_WRITE) {
+    throw Error(SQLITE_ERROR,
+                "cannot run inside a transaction that does not hold the write lock: begin it "
+                "with BEGIN IMMEDIATE, or call it outside any transaction");
   }
-  callers_rowid_ = sqlite3_last_insert_rowid(db);
+  Transaction::require_no_writing_statement(db);
+}
+
+WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql, Statement* write_lock)
+    : db_(db) {
+  if (sqlite3_get_autocommit(db)) {
+    own_.emplace(db, sql.begin, sql.commit, sql.rollback);
+    return;
+  }
   const int state = sqlite3_txn_state(db, "main");
-  if (state != SQLITE_TXN_WRITE) {
+  if (state != SQLITE_TXN_WRITE && write_lock != nullptr) {
     try {
       Query(*write_lock).run();
     } catch (const Error& error) {
@@ -90,31 +98,34 @@ SavepointOrTransaction::SavepointOrTransaction(sqlite3* db, const Statements& st
                   "and retry, or begin the transaction with BEGIN IMMEDIATE");
     }
   }
-  Query(statements_.savepoint).run();
-  open_ = true;
+  callers_rowid_ = sqlite3_last_insert_rowid(db);
+  release_ = &sql.release;
+  rollback_to_ = &sql.rollback_to;
+  Query(sql.savepoint).run();
+  joined_ = true;
 }
 
-SavepointOrTransaction::~SavepointOrTransaction() {
-  if (own_) return;  // the Transaction rolls back, if it must
+WriteTransaction::~WriteTransaction() {
+  if (own_) return;  // Transaction's destructor does the rest
   sqlite3_set_last_insert_rowid(db_, callers_rowid_);
-  // A statement with ROLLBACK semantics may have ended the caller's whole
-  // transaction, and with it the savepoint.
-  if (!open_ || sqlite3_get_autocommit(db_)) return;
+  // A statement that failed with ROLLBACK semantics (SQLITE_FULL, an I/O
+  // error) may have ended the caller's transaction, and the savepoint with it.
+  if (!joined_ || sqlite3_get_autocommit(db_)) return;
   try {
-    Query(statements_.rollback_to).run();
-    Query(statements_.release).run();
+    Query(*rollback_to_).run();
+    Query(*release_).run();
   } catch (...) {
-    // Nothing more can be done here; the caller's ROLLBACK undoes it all.
+    // Nothing more can be done here: the caller's COMMIT or ROLLBACK ends it.
   }
 }
 
-void SavepointOrTransaction::commit() {
+void WriteTransaction::commit() {
   if (own_) {
     own_->commit();
     return;
   }
-  Query(statements_.release).run();
-  open_ = false;
+  Query(*release_).run();
+  joined_ = false;
 }
 
 }  // namespace runs

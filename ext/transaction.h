@@ -1,6 +1,6 @@
 // runs::Transaction: BEGIN IMMEDIATE that rolls back unless committed.
-// runs::SavepointOrTransaction: a SAVEPOINT inside the caller's transaction,
-// else a Transaction of its own.
+// runs::WriteTransaction: a Transaction of its own, or a SAVEPOINT in the
+// caller's transaction when that already holds the write lock.
 #pragma once
 
 #include <optional>
@@ -47,55 +47,62 @@ class Transaction {
   bool open_ = false;
 };
 
-// Writes that join the caller's transaction when the connection is in one,
-// and else take a transaction of their own:
-//   - in autocommit: a Transaction (BEGIN IMMEDIATE ... COMMIT);
-//   - inside the caller's transaction: takes the write lock (steps
-//     `write_lock`, a statement that writes nothing, unless the transaction
-//     already writes), then SAVEPOINT; commit() releases the savepoint, so the
-//     work commits or rolls back with the caller's transaction; destruction
-//     without commit() rolls back to the savepoint and releases it, leaving the
-//     caller's transaction as it was. A deferred transaction that has not read
-//     yet waits for the write lock like BEGIN IMMEDIATE (busy_timeout); one
-//     that has read cannot wait for it (SQLite calls no busy handler there),
-//     and one whose read snapshot is stale cannot write at all: both throw an
-//     Error that says so.
-// A statement with ROLLBACK semantics (RAISE(ROLLBACK), INSERT OR ROLLBACK)
-// ends the caller's whole transaction: rolled_back_callers() then says so.
-class SavepointOrTransaction {
+// The write lock for one function call, taken the way the connection's state
+// allows:
+//  - in autocommit: a Transaction of its own (BEGIN IMMEDIATE ... COMMIT);
+//  - inside the caller's transaction that already holds the write lock
+//    (BEGIN IMMEDIATE or EXCLUSIVE, or a deferred one that has written): it
+//    joins it with SAVEPOINT runs_call, released by commit(), so that what the
+//    function wrote commits or rolls back with the caller's transaction.
+//  - inside the caller's transaction that does not hold the write lock yet
+//    (a deferred BEGIN, as migration tools run each migration), when given
+//    `write_lock`, a statement that takes the lock and writes nothing: it
+//    steps it first, then joins as above. A transaction that has not read yet
+//    waits for the lock like BEGIN IMMEDIATE (busy_timeout); one that has
+//    read cannot wait for it (SQLite calls no busy handler there), and one
+//    whose read snapshot is stale cannot write at all: both throw an Error
+//    that says so. (runs_migrate() uses this; require_allowed() refuses such
+//    a transaction for the other functions.)
+// On destruction without commit() it rolls back its own transaction, or rolls
+// back to the savepoint and releases it, leaving the caller's transaction as
+// it was. Like Transaction, it restores the caller's last_insert_rowid().
+class WriteTransaction {
  public:
-  // The statements of both ways, prepared before the lock is taken.
+  // Prepared before the lock is taken, so the rollback can always run.
   struct Statements {
     Statement& begin;        // BEGIN IMMEDIATE
     Statement& commit;       // COMMIT
     Statement& rollback;     // ROLLBACK
-    Statement& savepoint;    // SAVEPOINT name
-    Statement& release;      // RELEASE name
-    Statement& rollback_to;  // ROLLBACK TO name
+    Statement& savepoint;    // SAVEPOINT runs_call
+    Statement& release;      // RELEASE runs_call
+    Statement& rollback_to;  // ROLLBACK TO runs_call
   };
 
-  // True when the connection is inside a transaction (BEGIN, SAVEPOINT).
-  static bool in_callers_transaction(sqlite3* db) noexcept { return !sqlite3_get_autocommit(db); }
+  // Throws where a function that writes must not run: inside a transaction
+  // that does not hold the write lock (it could not take it without failing
+  // at once, SQLITE_BUSY, or ending the caller's transaction); inside a
+  // statement that writes; or in autocommit, inside a statement that holds
+  // a transaction (Transaction::require_standalone()). Call it first.
+  static void require_allowed(sqlite3* db);
 
-  // `write_lock` is needed only inside the caller's transaction (see
-  // in_callers_transaction()); it may be null otherwise.
-  SavepointOrTransaction(sqlite3* db, const Statements& statements, Statement* write_lock);
-  ~SavepointOrTransaction();
-  SavepointOrTransaction(const SavepointOrTransaction&) = delete;
-  SavepointOrTransaction& operator=(const SavepointOrTransaction&) = delete;
+  WriteTransaction(sqlite3* db, const Statements& sql, Statement* write_lock = nullptr);
+  ~WriteTransaction();
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
 
   void commit();
-  bool joined() const noexcept { return !own_; }
-  // Joined, and a statement ended the caller's transaction (the connection
-  // is back in autocommit): nothing of it, or of this, remains.
+  // Joined, and a statement with ROLLBACK semantics (RAISE(ROLLBACK), INSERT
+  // OR ROLLBACK) ended the caller's whole transaction: nothing of it remains.
   bool rolled_back_callers() const noexcept { return !own_ && sqlite3_get_autocommit(db_); }
 
  private:
   sqlite3* db_;
-  Statements statements_;
   std::optional<Transaction> own_;
+  // The savepoint, when joined.
   sqlite3_int64 callers_rowid_ = 0;
-  bool open_ = false;
+  Statement* release_ = nullptr;
+  Statement* rollback_to_ = nullptr;
+  bool joined_ = false;
 };
 
 }  // namespace runs
