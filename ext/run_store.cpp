@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -454,12 +455,40 @@ std::optional<std::string> RunStore::info(sqlite3_int64 id) {
   return query.text(0);
 }
 
+// Inside the caller's transaction, migrate() takes the write lock before it
+// reads the schema version, as BEGIN IMMEDIATE does, with a write that changes
+// nothing: a DELETE of no row from the bookkeeping table; on a database
+// without it, creating it, which migration 001 then finds (IF NOT EXISTS). The
+// definition is migration 001's: the Migrations tests compare the two schemas.
+static std::unique_ptr<Statement> bookkeeping_write_lock(sqlite3* db) {
+  try {
+    return std::make_unique<Statement>(db, "DELETE FROM main.runs_schema_migrations WHERE 0");
+  } catch (const Error& error) {
+    if (error.code() != SQLITE_ERROR) throw;  // not "no such table"
+  }
+  return std::make_unique<Statement>(
+      db,
+      "CREATE TABLE IF NOT EXISTS main.runs_schema_migrations (\n"
+      "  version    INTEGER PRIMARY KEY,\n"
+      "  name       TEXT NOT NULL,\n"
+      "  applied_at TEXT NOT NULL\n"
+      ")");
+}
+
 int RunStore::migrate() {
-  Transaction::require_standalone(db_);
+  // Unlike the other functions, it joins a caller's transaction that does not
+  // hold the write lock yet (a migration tool's deferred BEGIN): it takes it.
+  const bool joined = !sqlite3_get_autocommit(db_);
+  if (joined) {
+    Transaction::require_no_writing_statement(db_);
+  } else {
+    Transaction::require_standalone(db_);
+  }
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   int latest = 0;
   {
-    Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+    const std::unique_ptr<Statement> write_lock = joined ? bookkeeping_write_lock(db_) : nullptr;
+    WriteTransaction transaction(db_, write_statements(), write_lock.get());
     const int current = schema_version();
     latest = migrations().back().version;
     if (current > latest) {
@@ -475,6 +504,8 @@ int RunStore::migrate() {
         std::string text = std::string("migration ") + migration.name + " failed: " +
                            (message != nullptr ? message : sqlite3_errstr(rc));
         sqlite3_free(message);
+        // A guard that refuses with ROLLBACK ends the caller's transaction too.
+        if (transaction.rolled_back_callers()) text += " (this rolled back the caller's transaction)";
         // The guards in sql/ refuse with RAISE(), which SQLite reports as a
         // constraint error; here it means the schema cannot be migrated.
         throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);

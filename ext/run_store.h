@@ -78,8 +78,9 @@ class RunStore {
   std::optional<std::string> status(sqlite3_int64 id);
   // The run as one JSON object, with its owner and whether it is abandoned.
   std::optional<std::string> info(sqlite3_int64 id);
-  // Applies every pending migration in one BEGIN IMMEDIATE transaction;
-  // returns the schema version reached.
+  // Applies every pending migration in one BEGIN IMMEDIATE transaction, or,
+  // inside the caller's transaction, in one savepoint of it (which commits or
+  // rolls back with the caller's); returns the schema version reached.
   int migrate();
 
   // Records the live process `pid` (of this host, boot and pid namespace),

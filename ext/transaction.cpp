@@ -69,10 +69,34 @@ void WriteTransaction::require_allowed(sqlite3* db) {
   Transaction::require_no_writing_statement(db);
 }
 
-WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql) : db_(db) {
+WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql, Statement* write_lock)
+    : db_(db) {
   if (sqlite3_get_autocommit(db)) {
     own_.emplace(db, sql.begin, sql.commit, sql.rollback);
     return;
+  }
+  const int state = sqlite3_txn_state(db, "main");
+  if (state != SQLITE_TXN_WRITE && write_lock != nullptr) {
+    try {
+      Query(*write_lock).run();
+    } catch (const Error& error) {
+      // With no read yet, the busy handler waited as long as busy_timeout
+      // allows, and last_error() says so. After a read, SQLite does not wait:
+      // a stale snapshot is SQLITE_BUSY_SNAPSHOT (last_error() says so too);
+      // anything else busy is another writer holding the lock right now.
+      if (state == SQLITE_TXN_READ && error.code() == SQLITE_BUSY) {
+        throw Error(SQLITE_BUSY,
+                    "another connection holds the write lock, and this transaction has already "
+                    "read, so it cannot wait for it: roll back and retry, or begin the "
+                    "transaction with BEGIN IMMEDIATE");
+      }
+      throw;
+    }
+    if (sqlite3_txn_state(db, "main") != SQLITE_TXN_WRITE) {
+      throw Error(SQLITE_BUSY,
+                  "could not take the write lock inside the caller's transaction: roll back "
+                  "and retry, or begin the transaction with BEGIN IMMEDIATE");
+    }
   }
   callers_rowid_ = sqlite3_last_insert_rowid(db);
   release_ = &sql.release;

@@ -54,6 +54,15 @@ class Transaction {
 //    (BEGIN IMMEDIATE or EXCLUSIVE, or a deferred one that has written): it
 //    joins it with SAVEPOINT runs_call, released by commit(), so that what the
 //    function wrote commits or rolls back with the caller's transaction.
+//  - inside the caller's transaction that does not hold the write lock yet
+//    (a deferred BEGIN, as migration tools run each migration), when given
+//    `write_lock`, a statement that takes the lock and writes nothing: it
+//    steps it first, then joins as above. A transaction that has not read yet
+//    waits for the lock like BEGIN IMMEDIATE (busy_timeout); one that has
+//    read cannot wait for it (SQLite calls no busy handler there), and one
+//    whose read snapshot is stale cannot write at all: both throw an Error
+//    that says so. (runs_migrate() uses this; require_allowed() refuses such
+//    a transaction for the other functions.)
 // On destruction without commit() it rolls back its own transaction, or rolls
 // back to the savepoint and releases it, leaving the caller's transaction as
 // it was. Like Transaction, it restores the caller's last_insert_rowid().
@@ -76,12 +85,15 @@ class WriteTransaction {
   // a transaction (Transaction::require_standalone()). Call it first.
   static void require_allowed(sqlite3* db);
 
-  WriteTransaction(sqlite3* db, const Statements& sql);
+  WriteTransaction(sqlite3* db, const Statements& sql, Statement* write_lock = nullptr);
   ~WriteTransaction();
   WriteTransaction(const WriteTransaction&) = delete;
   WriteTransaction& operator=(const WriteTransaction&) = delete;
 
   void commit();
+  // Joined, and a statement with ROLLBACK semantics (RAISE(ROLLBACK), INSERT
+  // OR ROLLBACK) ended the caller's whole transaction: nothing of it remains.
+  bool rolled_back_callers() const noexcept { return !own_ && sqlite3_get_autocommit(db_); }
 
  private:
   sqlite3* db_;

@@ -1,5 +1,8 @@
 // sqlite-runs from Node with better-sqlite3, as an application would use it.
 //   RUNS_EXTENSION=build/runs.so node --test tests/node/client.test.mjs
+// With RUNS_PROJECT=DIR instead, a project where the npm package sqlite-runs is
+// installed, the databases load the extension through its load(db)
+// (tests/packages runs it so).
 // better-sqlite3 binds every JavaScript number as REAL and only a BigInt as
 // INTEGER, so the functions must accept integral REAL ids and counts.
 import { after, before, describe, test } from 'node:test';
@@ -7,10 +10,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 
+const project = process.env.RUNS_PROJECT;
+const sqliteRuns = project ? createRequire(path.join(path.resolve(project), 'package.json'))('sqlite-runs') : null;
 const extension = process.env.RUNS_EXTENSION;
-if (!extension || !fs.existsSync(extension)) {
+if (!sqliteRuns && (!extension || !fs.existsSync(extension))) {
   throw new Error(
     `RUNS_EXTENSION=${JSON.stringify(extension ?? '')}: set it to the path of the built runs.so`);
 }
@@ -31,6 +37,7 @@ after(() => {
 let opened = 0;
 function open(file = ':memory:', options = {}) {
   const db = new Database(file, options);
+  if (sqliteRuns) return sqliteRuns.load(db);
   db.loadExtension(extension);
   return db;
 }

@@ -5,6 +5,10 @@ and RUNS_EXTENSION set to the built runs.so:
 
     RUNS_EXTENSION=build/runs.so /usr/bin/python3 tests/python/test_client.py
 
+With RUNS_LOADER=sqlite_runs instead, the connections load the extension
+through the installed Python package (sqlite_runs.load(conn)): the package
+tests (tests/packages) run it so in the venvs they install into.
+
 Python maps SQLite's result codes to exceptions: SQLITE_CONSTRAINT to
 IntegrityError, SQLITE_ERROR, SQLITE_BUSY and SQLITE_READONLY to
 OperationalError, SQLITE_TOOBIG to DataError. Since Python 3.11 the exception also carries the extended
@@ -20,6 +24,7 @@ import tempfile
 import unittest
 
 EXTENSION = os.environ.get("RUNS_EXTENSION", "")
+LOADER = os.environ.get("RUNS_LOADER", "")
 CASES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                      "clients", "cases.json")
 
@@ -32,6 +37,11 @@ SQLITE_CONSTRAINT_UNIQUE = 2067
 
 
 def setUpModule():
+    if LOADER == "sqlite_runs":
+        import sqlite_runs  # noqa: F401  (fails here when the package is not installed)
+        return
+    if LOADER:
+        raise RuntimeError(f"RUNS_LOADER={LOADER!r}: only sqlite_runs is known")
     if not EXTENSION:
         raise RuntimeError("RUNS_EXTENSION is not set: set it to the path of the built runs.so")
     if not os.path.isfile(EXTENSION):
@@ -44,6 +54,10 @@ def setUpModule():
 def connect(path=":memory:", **kwargs):
     """A connection with the extension loaded, as an application opens one."""
     conn = sqlite3.connect(path, **kwargs)
+    if LOADER:
+        import sqlite_runs
+        sqlite_runs.load(conn)
+        return conn
     conn.enable_load_extension(True)
     conn.load_extension(EXTENSION)
     conn.enable_load_extension(False)

@@ -150,7 +150,7 @@ long total(const std::vector<WorkerResult>& results, const std::string& name) {
 }
 
 struct WorkerSpec {
-  std::string mode;  // naive | extension | migrate
+  std::string mode;  // naive | extension | migrate | migrate-in-transaction
   std::string key;
   std::string handler = busy_handler();  // sqlite | runs (not for naive)
 };
@@ -215,7 +215,7 @@ class Race {
                                       "--iterations", std::to_string(iterations_)};
     if (spec.mode == "extension") {
       args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH, "--key", spec.key});
-    } else if (spec.mode == "migrate") {
+    } else if (spec.mode.starts_with("migrate")) {
       args.insert(args.end(), {"--extension", RUNS_EXTENSION_PATH});
     }
     if (lockstep_) args.emplace_back("--lockstep");
@@ -561,12 +561,19 @@ TEST(Race, SaturatedWithRunsBusyTimeoutNoCallIsBusy) {
 // version (3) and change nothing. Every worker must return 3 without any
 // error, and the database must hold each migration once. Free-running (right after the start
 // barrier) and in lockstep (one more rendezvous right before the call).
+// The same inside each worker's own transaction (BEGIN; SELECT runs_migrate();
+// COMMIT, as a migration tool calls it): runs_migrate() takes the write lock
+// before it reads the schema version, as BEGIN IMMEDIATE does, so the same
+// holds.
 TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
-  for (const bool lockstep : {false, true}) {
-    SCOPED_TRACE(lockstep ? "lockstep" : "free");
+  for (const auto& [mode, lockstep] : {std::pair<std::string, bool>{"migrate", false},
+                                       {"migrate", true},
+                                       {"migrate-in-transaction", false},
+                                       {"migrate-in-transaction", true}}) {
+    SCOPED_TRACE(mode + (lockstep ? ", lockstep" : ", free"));
     TempDir dir;
     create_database(dir.db(), Schema::kEmpty);
-    const std::vector<WorkerSpec> specs(kWorkers, WorkerSpec{"migrate", ""});
+    const std::vector<WorkerSpec> specs(kWorkers, WorkerSpec{mode, ""});
     const std::vector<WorkerResult> results = Race(dir.db(), 1, lockstep).run(specs);
     ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
     for (std::size_t i = 0; i < results.size(); ++i) {
@@ -587,9 +594,40 @@ TEST(Race, MigrateConcurrentlyOnEmptyDatabase) {
     EXPECT_EQ(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'runs_one_active'"),
               1);
     EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
-    std::cout << "[ race     ] runs_migrate, 8 workers, " << (lockstep ? "lockstep" : "free") << ": ok"
+    std::cout << "[ race     ] " << mode << ", 8 workers, " << (lockstep ? "lockstep" : "free") << ": ok"
               << std::endl;
   }
+}
+
+// The naive way inside the caller's transaction: a transaction that has read
+// before it migrates holds a read snapshot, and SQLite cannot let it wait for
+// the write lock. 8 workers BEGIN and read, all of them before any migrates
+// (lockstep), then call runs_migrate(): exactly one applies the migrations;
+// each of the seven others is refused with SQLITE_BUSY (the winner holds the
+// lock) or SQLITE_BUSY_SNAPSHOT (it has committed since their read), and
+// changes nothing. Calling runs_migrate() first in the transaction, as above,
+// lets every worker succeed.
+TEST(Race, MigrateAfterAReadInTheCallersTransaction) {
+  TempDir dir;
+  create_database(dir.db(), Schema::kEmpty);
+  const std::vector<WorkerSpec> specs(kWorkers, WorkerSpec{"migrate-after-read", ""});
+  const std::vector<WorkerResult> results = Race(dir.db(), 1, true).run(specs);
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(kWorkers));
+  int winners = 0;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const std::string won = std::string("migrated=") + runs_test::kLatestSchemaVersion + " busy=0 errors=0\n";
+    if (results[i].output == won) {
+      ++winners;
+    } else {
+      EXPECT_EQ(results[i].output, "migrated=0 busy=1 errors=0\n") << "worker " << i;
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  const TestDb db(dir.db());
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs_schema_migrations"), 3);
+  EXPECT_EQ(db.value("PRAGMA integrity_check"), "ok");
+  std::cout << "[ race     ] migrate-after-read, 8 workers, lockstep: " << winners << " applied, "
+            << kWorkers - winners << " refused" << std::endl;
 }
 
 // ---- killed workers -------------------------------------------------------

@@ -11,12 +11,13 @@
 // and exits 0, or 1 when any call did something the test does not expect
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //
-//   race_worker --db PATH --mode naive|extension|migrate --iterations N
+//   race_worker --db PATH --mode naive|extension|migrate|migrate-in-transaction|migrate-after-read
+//               --iterations N
 //               [--key KEY] [--extension PATH] [--lockstep] [--busy-handler sqlite|runs]
 //
 // --busy-handler: how the connection waits for the write lock, 5000 ms at
 // most: SQLite's busy_timeout (the default), or the extension's handler
-// (SELECT runs_busy_timeout(5000), modes extension and migrate only).
+// (SELECT runs_busy_timeout(5000), modes extension and migrate* only).
 //
 // Modes:
 //   naive      the check-then-insert pattern, in separate autocommit
@@ -34,6 +35,14 @@
 //   migrate    loads --extension and calls SELECT runs_migrate() once
 //              (--iterations 1); `migrated` is the version it returned,
 //              `errors` counts any failure (SQLITE_BUSY included).
+//   migrate-in-transaction  the same inside the caller's transaction, as a
+//              migration tool calls it: BEGIN (deferred), SELECT
+//              runs_migrate(), COMMIT.
+//   migrate-after-read  the same, but the transaction reads the database
+//              first (SELECT count(*) FROM sqlite_schema), before the
+//              rendezvous: the read snapshot that keeps it from waiting for
+//              the write lock. `busy` counts SQLITE_BUSY and
+//              SQLITE_BUSY_SNAPSHOT refusals (`migrated=0 busy=1 errors=0`).
 //   Finishing steps (to running, to completed) that meet SQLITE_BUSY are
 //   retried, so that no run stays active; `finish_busy` counts the retries.
 //
@@ -67,6 +76,8 @@ struct Options {
   std::string extension;
   bool lockstep = false;
   std::string busy_handler = "sqlite";
+  bool in_transaction = false;  // modes migrate-in-transaction, migrate-after-read
+  bool read_first = false;      // mode migrate-after-read
 };
 
 struct Counts {
@@ -83,7 +94,8 @@ struct Counts {
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
-               "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension|migrate "
+               "race_worker: %s\nusage: race_worker --db PATH --mode "
+               "naive|extension|migrate|migrate-in-transaction|migrate-after-read "
                "--iterations N [--key KEY] [--extension PATH] [--lockstep] "
                "[--busy-handler sqlite|runs]\n",
                problem);
@@ -122,8 +134,13 @@ Options parse(int argc, char** argv) {
     }
   }
   if (options.db.empty()) usage("--db is required");
+  if (options.mode == "migrate-in-transaction" || options.mode == "migrate-after-read") {
+    options.read_first = options.mode == "migrate-after-read";
+    options.mode = "migrate";
+    options.in_transaction = true;
+  }
   if (options.mode != "naive" && options.mode != "extension" && options.mode != "migrate") {
-    usage("--mode must be naive, extension or migrate");
+    usage("--mode must be naive, extension, migrate, migrate-in-transaction or migrate-after-read");
   }
   if (options.iterations < 0) usage("--iterations is required");
   if (options.mode != "naive" && options.extension.empty()) {
@@ -422,14 +439,32 @@ class Worker {
   // after one more rendezvous, so that all workers call it at once). Any
   // failure, SQLITE_BUSY included, is an error.
   void migrate_iteration() {
-    rendezvous(options_);
+    if (!options_.read_first) rendezvous(options_);
+    if (options_.in_transaction && sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      unexpected("BEGIN", sqlite3_extended_errcode(db_));
+      return;
+    }
+    if (options_.read_first) {
+      if (sqlite3_exec(db_, "SELECT count(*) FROM sqlite_schema", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        unexpected("read", sqlite3_extended_errcode(db_));
+      }
+      rendezvous(options_);
+    }
     int rc = sqlite3_step(migrate_);
     if (rc == SQLITE_ROW) {
       counts_.migrated = static_cast<long>(sqlite3_column_int64(migrate_, 0));
       rc = sqlite3_step(migrate_);
     }
-    if (rc != SQLITE_DONE) unexpected("runs_migrate", rc);
+    if (options_.read_first && (rc & 0xff) == SQLITE_BUSY) {
+      ++counts_.busy;
+    } else if (rc != SQLITE_DONE) {
+      unexpected("runs_migrate", rc);
+    }
     sqlite3_reset(migrate_);
+    if (options_.in_transaction && !sqlite3_get_autocommit(db_)) {
+      const int end = sqlite3_exec(db_, rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", nullptr, nullptr, nullptr);
+      if (end != SQLITE_OK) unexpected(rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", end);
+    }
   }
 
   Options options_;
@@ -468,7 +503,9 @@ int main(int argc, char** argv) {
     worker.run();
     counts = worker.counts();
   }
-  if (options.mode == "migrate") {
+  if (options.mode == "migrate" && options.read_first) {
+    std::printf("migrated=%ld busy=%ld errors=%ld\n", counts.migrated, counts.busy, counts.errors);
+  } else if (options.mode == "migrate") {
     std::printf("migrated=%ld errors=%ld\n", counts.migrated, counts.errors);
   } else {
     std::printf(

@@ -102,9 +102,9 @@ SELECT 'arity', fail_run(4);
 SELECT 'arity', update_run_progress(4, 1, 2);
 SELECT 'arity', runs_migrate(1);
 
--- runs_migrate() commits its own transaction: not inside the caller's, nor
--- inside another statement. start_run() joins the caller's transaction only
--- when it holds the write lock (BEGIN IMMEDIATE), never another statement.
+-- runs_migrate() joins the caller's transaction (a savepoint), finding nothing
+-- to do here. start_run() joins it only when it holds the write lock (BEGIN
+-- IMMEDIATE), never another statement.
 BEGIN;
 SELECT 'in transaction', start_run('other', 'api', 'k');
 SELECT 'in transaction', runs_migrate();

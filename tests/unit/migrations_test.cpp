@@ -362,17 +362,143 @@ TEST(Migrations, ASchemaNewerThanTheLibraryIsRefused) {
   EXPECT_EQ(dump(db), before);
 }
 
-TEST(Migrations, RefusedInsideATransactionOrAStatement) {
+TEST(Migrations, RefusedInsideAStatement) {
   TestDb db;
-  EXPECT_EQ(db.error("BEGIN; SELECT runs_migrate()", SQLITE_ERROR), "runs_migrate(): " + kInsideBegin);
-  db.exec("ROLLBACK");
-  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
   db.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)");
   EXPECT_EQ(db.error("SELECT runs_migrate() FROM t", SQLITE_ERROR), "runs_migrate(): " + kReadTxn);
   EXPECT_EQ(db.error("INSERT INTO t SELECT runs_migrate()", SQLITE_ERROR),
             "runs_migrate(): " + kWriteTxn);
+  // Inside the caller's transaction too: a statement that writes is where a
+  // CHECK constraint would call it.
+  EXPECT_EQ(db.error("BEGIN; INSERT INTO t SELECT runs_migrate()", SQLITE_ERROR),
+            "runs_migrate(): must not run inside a statement that writes (INSERT ... SELECT, "
+            "UPDATE ... SET, a CHECK constraint): call it in a SELECT of its own");
+  EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
+  db.exec("ROLLBACK");
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "1");
   EXPECT_EQ(count(db, "t"), "1");
+}
+
+// ---- inside the caller's transaction (a migration tool's) -----------------
+
+// Inside BEGIN or SAVEPOINT, runs_migrate() applies the migrations in a
+// savepoint of the caller's transaction: they commit or roll back with it.
+TEST(Migrations, InsideTheCallersTransactionTheyCommitOrRollBackWithIt) {
+  for (const char* begin : {"BEGIN", "BEGIN IMMEDIATE", "SAVEPOINT tool"}) {
+    SCOPED_TRACE(begin);
+    const bool savepoint = std::string(begin).starts_with("SAVEPOINT");
+    TestDb db;
+    db.exec(std::string(begin) + "; CREATE TABLE tool(version); INSERT INTO tool VALUES (7)");
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+    EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
+    EXPECT_EQ(sqlite3_last_insert_rowid(db.get()), 1);  // the caller's, not the bookkeeping's
+    EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
+    db.exec(savepoint ? "ROLLBACK TO tool; RELEASE tool" : "ROLLBACK");
+    EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+    EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
+
+    db.exec(std::string(begin) + "; CREATE TABLE tool(version); INSERT INTO tool VALUES (7)");
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+    EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);  // nothing left to do
+    db.exec(savepoint ? "RELEASE tool" : "COMMIT");
+    EXPECT_EQ(count(db, "tool"), "1");
+    EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
+    EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+    // The same schema as outside a transaction: the bookkeeping table that
+    // runs_migrate() creates to take the write lock is migration 001's.
+    TestDb fresh;
+    EXPECT_EQ(fresh.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+    fresh.exec("CREATE TABLE tool(version)");
+    EXPECT_EQ(schema(db), schema(fresh));
+  }
+}
+
+// Version 1 applied by hand, the rest inside the caller's transaction: the
+// write lock is taken through the bookkeeping table that exists.
+TEST(Migrations, InsideTheCallersTransactionFromAPartialSchema) {
+  TestDb db;
+  ASSERT_EQ(exec_script(db, migration_sql(1)).rc, SQLITE_OK);
+  db.exec("BEGIN");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("COMMIT");
+  TestDb fresh;
+  EXPECT_EQ(fresh.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(schema(db), schema(fresh));
+}
+
+// The error of runs_migrate() inside the caller's transaction, which stays open.
+std::string error_in_transaction(const TestDb& db, int extended_code) {
+  const Outcome out = db.run("SELECT runs_migrate()");
+  EXPECT_EQ(out.extended, extended_code) << out.message;
+  return out.message;
+}
+
+// A migration that fails with an ordinary error rolls back to the savepoint:
+// the caller's transaction goes on with its own writes.
+TEST(Migrations, AFailureInsideTheCallersTransactionLeavesItAsItWas) {
+  TestDb db;
+  ASSERT_EQ(exec_script(db, migration_sql(1)).rc, SQLITE_OK);
+  db.exec("ALTER TABLE runs ADD COLUMN concurrency_key TEXT");
+  const Rows before = dump(db);
+  db.exec("BEGIN; CREATE TABLE tool(x)");
+  EXPECT_EQ(error_in_transaction(db, SQLITE_ERROR),
+            "runs_migrate(): migration 002_one_active_run failed: duplicate column name: "
+            "concurrency_key");
+  EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'tool'"), "1");
+  db.exec("ROLLBACK");
+  EXPECT_EQ(dump(db), before);
+}
+
+// A guard refuses with RAISE(ROLLBACK): SQLite ends the caller's whole
+// transaction, and the message says so. Nothing is left of it.
+TEST(Migrations, AGuardInsideTheCallersTransactionRollsItBack) {
+  TestDb db;
+  db.exec("CREATE TABLE runs(id INTEGER PRIMARY KEY, scope TEXT)");
+  const Rows before = dump(db);
+  db.exec("BEGIN; CREATE TABLE tool(x)");
+  EXPECT_EQ(error_in_transaction(db, SQLITE_ERROR),
+            "runs_migrate(): migration 001_create_runs failed: table runs exists but has no column "
+            "status: add it or rename the table, then migrate again (this rolled back the caller's "
+            "transaction)");
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+  EXPECT_EQ(dump(db), before);
+}
+
+// Where the caller's transaction has read and cannot take the write lock,
+// runs_migrate() says why, writes nothing, and leaves the transaction open.
+TEST(Migrations, InsideAReadTransactionThatCannotWrite) {
+  TempFile file;
+  TestDb writer(file.path());
+  writer.exec("PRAGMA journal_mode = WAL; CREATE TABLE t(x)");
+  TestDb db(file.path());
+  // A stale snapshot: another connection wrote after this transaction read.
+  db.exec("BEGIN; SELECT count(*) FROM t");
+  writer.exec("INSERT INTO t VALUES (1)");
+  EXPECT_EQ(error_in_transaction(db, SQLITE_BUSY_SNAPSHOT),
+            "runs_migrate(): the database changed since this transaction began reading, so it "
+            "cannot write: roll back and retry, or begin the transaction with BEGIN IMMEDIATE");
+  EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
+  db.exec("ROLLBACK");
+  // Another writer holds the lock: a transaction that has read cannot wait.
+  db.exec("PRAGMA busy_timeout = 60000; BEGIN; SELECT count(*) FROM t");
+  writer.exec("BEGIN IMMEDIATE");
+  EXPECT_EQ(error_in_transaction(db, SQLITE_BUSY),
+            "runs_migrate(): another connection holds the write lock, and this transaction has "
+            "already read, so it cannot wait for it: roll back and retry, or begin the transaction "
+            "with BEGIN IMMEDIATE");
+  EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
+  db.exec("ROLLBACK");
+  writer.exec("ROLLBACK");
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "1");
+  // Before its first read, it waits like BEGIN IMMEDIATE (busy_timeout).
+  db.exec("PRAGMA busy_timeout = 0; BEGIN");
+  writer.exec("BEGIN IMMEDIATE");
+  EXPECT_EQ(error_in_transaction(db, SQLITE_BUSY), "runs_migrate(): " + kBusy);
+  writer.exec("ROLLBACK");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("COMMIT");
+  EXPECT_EQ(count(writer, "runs_schema_migrations"), "3");
 }
 
 TEST(Migrations, FileDatabaseSeenByAnotherConnection) {
