@@ -12,9 +12,14 @@ apply_migrations(conn) applies sql/postgres/NNN_*.sql in order, then
 sql/postgres/functions.sql, each in its own transaction, as docs/postgres.md
 tells users to; apply_migrations(conn, files) applies only the files given.
 
+PgCase is the unittest base class of the PostgreSQL tests: one server for the
+whole test program (started on first use, stopped at exit), a fresh migrated
+schema per call of schema(), and connections closed after each test.
+
 Only Debian's /usr/bin/python3 with python3-psycopg2 is assumed.
 """
 
+import atexit
 import glob
 import os
 import pwd
@@ -23,6 +28,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+import unittest
 
 import psycopg2
 
@@ -161,3 +168,74 @@ class PgServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+HANG_GUARD = 60.0  # seconds, against a hung wait; never a timing assertion
+
+
+class PgCase(unittest.TestCase):
+    server = None
+    count = 0
+
+    @classmethod
+    def setUpClass(cls):
+        if PgCase.server is None:
+            PgCase.server = PgServer().start()
+            atexit.register(PgCase.server.stop)
+
+    def schema(self, migrate=True):
+        """A new schema, migrated (migrations and functions) unless told not to."""
+        PgCase.count += 1
+        name = f"s{PgCase.count}"
+        with self.connect().cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {name}")
+        if migrate:
+            apply_migrations(self.connect(name))
+        return name
+
+    def connect(self, schema=None, user="postgres", server=None):
+        dsn = (server or self.server).dsn(search_path=schema).replace("user=postgres", f"user={user}")
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        self.addCleanup(conn.close)
+        return conn
+
+    def value(self, conn, sql, *params):
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchone()[0] if cur.description else None
+
+    def rows(self, conn, sql, *params):
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchall()
+
+    def error(self, conn, sql, *params):
+        """(SQLSTATE, primary message) of a statement that must fail."""
+        with self.assertRaises(psycopg2.Error, msg=sql) as caught:
+            self.value(conn, sql, *params)
+        return caught.exception.pgcode, caught.exception.diag.message_primary
+
+    def role(self, name, *grants, login=True):
+        """A role, dropped with what it owns after the test."""
+        admin = self.connect()
+        self.value(admin, f"CREATE ROLE {name} {'LOGIN' if login else 'NOLOGIN'}")
+        for grant in grants:
+            self.value(admin, grant)
+        self.addCleanup(lambda: self.value(self.connect(), f"DROP OWNED BY {name}; DROP ROLE {name}"))
+        return name
+
+    def wait_until(self, conn, sql, *params, what="the server to get there"):
+        """Polls a query of the server's own state until it is true."""
+        deadline = time.monotonic() + HANG_GUARD
+        while not self.value(conn, sql, *params):
+            self.assertLess(time.monotonic(), deadline, f"waited {HANG_GUARD} s for {what}")
+
+    def wait_blocked(self, pid):
+        """Returns once backend pid waits for another session's lock."""
+        self.wait_until(self.connect(), "SELECT cardinality(pg_blocking_pids(%s)) > 0", pid,
+                        what=f"backend {pid} to wait for a lock")
+
+    def wait_session_gone(self, pid):
+        self.wait_until(self.connect(), "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
+                        pid, what=f"session {pid} to end")
