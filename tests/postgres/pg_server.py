@@ -239,3 +239,88 @@ class PgCase(unittest.TestCase):
     def wait_session_gone(self, pid):
         self.wait_until(self.connect(), "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
                         pid, what=f"session {pid} to end")
+
+
+class PgBouncer:
+    """Debian's pgbouncer in front of a PgServer, on a free loopback port.
+
+    databases: {name: (pool_mode, role, extra)}: each pgbouncer database logs
+    in to the server's `postgres` database as that role (auth_type = any: the
+    client's user name is ignored), with that pool_mode; extra is appended to
+    the [databases] line (pool_size=1, say). The admin console (database
+    `pgbouncer`, user postgres) takes RECONNECT, SHOW SERVERS, ... Runs as the
+    server's system user when we are root (pgbouncer refuses root)."""
+
+    def __init__(self, server, databases, settings=None):
+        self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.path.exists(self.binary):
+            raise RuntimeError("no pgbouncer: apt-get install pgbouncer")
+        self.server = server
+        self.databases = databases
+        self.settings = settings or {}
+        self.proc = None
+
+    def start(self):
+        folder = self.server.folder
+        self.port = free_port()
+        lines = ["[databases]"]
+        for name, (mode, role, extra) in self.databases.items():
+            lines.append(f"{name} = host=127.0.0.1 port={self.server.port} dbname=postgres user={role}"
+                         f" pool_mode={mode} {extra}".rstrip())
+        settings = {
+            "listen_addr": "127.0.0.1", "listen_port": str(self.port), "unix_socket_dir": "",
+            "auth_type": "any", "admin_users": "postgres", "pool_mode": "session",
+            "logfile": os.path.join(folder, "pgbouncer.log"), "pidfile": "",
+            "server_reset_query": "DISCARD ALL", "ignore_startup_parameters": "extra_float_digits,options",
+            "default_pool_size": "4",
+        }
+        settings.update(self.settings)
+        lines.append("[pgbouncer]")
+        lines += [f"{k} = {v}" for k, v in settings.items()]
+        self.ini = os.path.join(folder, f"pgbouncer-{self.port}.ini")
+        with open(self.ini, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        command = [self.binary, self.ini]
+        if os.geteuid() == 0:
+            os.chmod(self.ini, 0o644)
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            try:
+                self.admin().close()
+                return self
+            except psycopg2.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pgbouncer did not start:\n" + self.log())
+                time.sleep(0.05)  # polling for the listener, not standing in for an event
+
+    def log(self):
+        try:
+            with open(os.path.join(self.server.folder, "pgbouncer.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return (self.proc.stdout.read().decode(errors="replace") if self.proc and self.proc.poll() is not None
+                    else "")
+
+    def dsn(self, database):
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+    def admin(self):
+        conn = psycopg2.connect(self.dsn("pgbouncer"))
+        conn.autocommit = True
+        return conn
+
+    def command(self, text):
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(text)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=HANG_GUARD)

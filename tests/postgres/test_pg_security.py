@@ -105,6 +105,9 @@ class SecurityTest(PgCase):
                        f" SET search_path = {name}, pg_temp AS $$ SELECT make_interval(secs => s) $$")
         self.assertEqual(self.error(su, "SELECT naive2(1)"), ("P0001", "hostile code ran: make_interval(secs bigint)"))
         # Every function of the port, every branch a caller reaches easily.
+        # The caller's own operators are exposed too: `->> 'stale'` would
+        # take the planted ->>(jsonb, jsonb) (docs/postgres.md says so), so
+        # these queries type their literals.
         other = self.connect(name)
         calls = [
             ("SELECT start_run('full')", 1),
@@ -114,7 +117,7 @@ class SecurityTest(PgCase):
             ("SELECT update_run_progress(2, 1, 10, 'step')", "updated"),
             ("SELECT heartbeat_run(2)", "ok"),
             ("SELECT run_status(2)", "running"),
-            ("SELECT (run_info(2) ->> 'stale')", "false"),
+            ("SELECT run_info(2) ->> 'stale'::text", "false"),
             ("SELECT reap_stale_runs()", 0),
             ("SELECT reap_stale_runs('k')", 0),
             ("SELECT complete_run(2)", "updated"),
@@ -127,7 +130,7 @@ class SecurityTest(PgCase):
             ("UPDATE runs SET lease_expires_at = '2000-01-01Z' WHERE id = 3", None),
             ("SELECT start_run('x', 'api', 'l', 60)", 4),
             ("UPDATE runs SET lease_expires_at = '2000-01-01Z' WHERE id = 4", None),
-            ("SELECT run_info(4) ->> 'stale_reason'",
+            ("SELECT run_info(4) ->> 'stale_reason'::text",
              "abandoned: its lease expired at 2000-01-01T00:00:00.000Z (owner session "
              f"{self.value(su, 'SELECT pg_backend_pid()')} from 127.0.0.1)"),
             ("SELECT start_run('x', 'api', 'l')", 5),
