@@ -85,7 +85,12 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, settings=None, primary=None):
+        """settings: server settings over the quick defaults below (they come
+        last on the command line, which wins). primary: a started PgServer to
+        make this one a streaming standby of (pg_basebackup -R)."""
+        self.settings = dict(settings or {})
+        self.primary = primary
         self.bin = bindir()
         self.as_root = os.geteuid() == 0
         if self.as_root:
@@ -111,21 +116,26 @@ class PgServer:
         if self.as_root:
             os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
         self.data = os.path.join(self.folder, "data")
-        result = self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-                           "-E", "UTF8", "--locale=C", "--no-sync", check=False)
+        if self.primary:
+            result = self._run("pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-c", "fast",
+                               "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres", check=False)
+        else:
+            result = self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                               "-E", "UTF8", "--locale=C", "--no-sync", check=False)
         if result.returncode != 0:
-            raise RuntimeError("initdb failed:\n" + result.stdout)
+            raise RuntimeError(("pg_basebackup" if self.primary else "initdb") + " failed:\n" + result.stdout)
         # A port that was free a moment ago may be taken by the time the server
         # binds it: try a few.
         for _ in range(5):
             self.port = free_port()
-            options = " ".join([
-                f"-p {self.port}", "-c listen_addresses=127.0.0.1",
-                f"-c unix_socket_directories={self.folder}",
-                # Durability is not under test; the suite must be quick.
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-                "-c max_connections=60",
-            ])
+            settings = {
+                "listen_addresses": "127.0.0.1", "unix_socket_directories": self.folder,
+                # Durability is not under test unless settings say so; the
+                # suite must be quick. (A hard stop of the server keeps what it
+                # wrote in the operating system's cache.)
+                "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                "max_connections": "60", **self.settings}
+            options = " ".join([f"-p {self.port}"] + [f"-c {k}={v}" for k, v in settings.items()])
             result = self._run("pg_ctl", "-D", self.data, "-o", options,
                                "-l", os.path.join(self.folder, "server.log"), "-w", "-t", "60",
                                "start", check=False)
@@ -133,6 +143,14 @@ class PgServer:
                 self.started = True
                 return self
         raise RuntimeError("pg_ctl start failed:\n" + result.stdout + "\n" + self.log())
+
+    def crash(self):
+        """Stops the server hard: no checkpoint, no goodbye to clients."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        self.started = False
+
+    def promote(self):
+        self._run("pg_ctl", "-D", self.data, "-w", "-t", "60", "promote")
 
     def log(self):
         try:
