@@ -49,26 +49,45 @@ VALUES (4, '004_run_guards', pg_catalog.date_trunc('milliseconds'::text, pg_cata
 
 ALTER TABLE runs ADD COLUMN owner_time_ns bigint;
 
+-- The two rules both guards apply: a known status, and one active run per key
+-- (other_than: the run being updated; NULL for an insert).
+CREATE FUNCTION runs_guard_status(new_status text) RETURNS void LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF new_status IS NULL
+     OR NOT (new_status OPERATOR(pg_catalog.=) ANY ('{pending,running,completed,failed,cancelled}'::text[])) THEN
+    RAISE EXCEPTION 'runs: unknown status: a run is pending, running, completed, failed or cancelled'
+      USING ERRCODE = 'check_violation', TABLE = 'runs', COLUMN = 'status';
+  END IF;
+END
+$$;
+
+CREATE FUNCTION runs_guard_one_active(new_status text, key text, other_than bigint) RETURNS void LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF new_status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]) AND EXISTS (
+       SELECT 1 FROM runs AS r
+        WHERE r.concurrency_key OPERATOR(pg_catalog.=) key
+          AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
+          AND (other_than IS NULL OR r.id OPERATOR(pg_catalog.<>) other_than)) THEN
+    RAISE EXCEPTION 'runs: this concurrency_key already has an active run: end it first'
+      USING ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_one_active';
+  END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION runs_insert_guard() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
-  IF NEW.status IS NULL
-     OR NOT (NEW.status OPERATOR(pg_catalog.=) ANY ('{pending,running,completed,failed,cancelled}'::text[])) THEN
-    RAISE EXCEPTION 'runs: unknown status: a run is pending, running, completed, failed or cancelled'
-      USING ERRCODE = 'check_violation', TABLE = 'runs', COLUMN = 'status';
-  END IF;
+  PERFORM runs_guard_status(NEW.status);
   IF EXISTS (SELECT 1 FROM runs WHERE id OPERATOR(pg_catalog.=) NEW.id) THEN
     RAISE EXCEPTION 'runs: a run with this id exists: runs are never replaced'
       USING ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_pkey';
   END IF;
-  IF NEW.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]) AND EXISTS (
-       SELECT 1 FROM runs
-        WHERE concurrency_key OPERATOR(pg_catalog.=) NEW.concurrency_key
-          AND status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])) THEN
-    RAISE EXCEPTION 'runs: this concurrency_key already has an active run: end it first'
-      USING ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_one_active';
-  END IF;
+  PERFORM runs_guard_one_active(NEW.status, NEW.concurrency_key, NULL::bigint);
   RETURN NEW;
 END
 $$;
@@ -78,11 +97,7 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
   IF NEW.status IS NULL OR OLD.status IS NULL OR NEW.status OPERATOR(pg_catalog.<>) OLD.status THEN
-    IF NEW.status IS NULL
-       OR NOT (NEW.status OPERATOR(pg_catalog.=) ANY ('{pending,running,completed,failed,cancelled}'::text[])) THEN
-      RAISE EXCEPTION 'runs: unknown status: a run is pending, running, completed, failed or cancelled'
-        USING ERRCODE = 'check_violation', TABLE = 'runs', COLUMN = 'status';
-    END IF;
+    PERFORM runs_guard_status(NEW.status);
     IF NOT ((OLD.status OPERATOR(pg_catalog.=) 'pending'
              AND NEW.status OPERATOR(pg_catalog.=) ANY ('{running,failed,cancelled}'::text[]))
             OR (OLD.status OPERATOR(pg_catalog.=) 'running'
@@ -96,14 +111,7 @@ BEGIN
         USING ERRCODE = 'check_violation', TABLE = 'runs', COLUMN = 'status';
     END IF;
   END IF;
-  IF NEW.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]) AND EXISTS (
-       SELECT 1 FROM runs
-        WHERE concurrency_key OPERATOR(pg_catalog.=) NEW.concurrency_key
-          AND status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
-          AND id OPERATOR(pg_catalog.<>) OLD.id) THEN
-    RAISE EXCEPTION 'runs: this concurrency_key already has an active run: end it first'
-      USING ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_one_active';
-  END IF;
+  PERFORM runs_guard_one_active(NEW.status, NEW.concurrency_key, OLD.id);
   RETURN NEW;
 END
 $$;
@@ -127,14 +135,10 @@ CREATE FUNCTION runs_delete_guard() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
-  IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
-    IF EXISTS (SELECT 1 FROM runs WHERE status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])) THEN
-      RAISE EXCEPTION 'runs: an active run is never deleted: end it first with complete_run(), fail_run() or cancel_run(); finished runs may be deleted'
-        USING ERRCODE = 'check_violation', TABLE = 'runs';
-    END IF;
-    RETURN NULL;
-  END IF;
-  IF OLD.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]) THEN
+  -- TRUNCATE (a statement trigger): refused while any run is active.
+  IF (CASE WHEN TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE'
+           THEN EXISTS (SELECT 1 FROM runs WHERE status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]))
+           ELSE OLD.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]) END) THEN
     RAISE EXCEPTION 'runs: an active run is never deleted: end it first with complete_run(), fail_run() or cancel_run(); finished runs may be deleted'
       USING ERRCODE = 'check_violation', TABLE = 'runs';
   END IF;
