@@ -18,13 +18,18 @@
 --                     text with microseconds): a restart ends every session
 --   owner_pid_ns      NULL: pids need no namespace here
 --   owner_pid         the session's backend process id (pg_backend_pid())
---   owner_start_time  when the session first became an owner, microseconds
---                     since 1970: with owner_pid, the session's identity (a
---                     later session with the same pid became an owner later).
---                     Taken from the clock, not from pg_stat_activity, whose
---                     backend_start a session working through SET ROLE or a
---                     SECURITY DEFINER function cannot read; kept for the
---                     session in the setting runs.owner_session
+--   owner_start_time  with owner_pid, the session's identity: the low 32 bits
+--                     of the clock, in microseconds since 1970, when the
+--                     session first became an owner (a later session with the
+--                     same pid became an owner later). From the clock, not from
+--                     pg_stat_activity, whose backend_start a session working
+--                     through SET ROLE or a SECURITY DEFINER function cannot
+--                     read. The session keeps it in the setting
+--                     runs.owner_session and, since a rolled back transaction
+--                     takes the setting back but not the session-level lock,
+--                     finds it again in its own lock (pg_locks); runs written
+--                     before this file hold the full backend_start, of which
+--                     the lock has the low 32 bits too
 --
 -- Liveness: a session that becomes an owner (start_run, mark_run_running)
 -- takes the session-level advisory lock (owner_pid, low 32 bits of
@@ -125,11 +130,28 @@ AS $$ SELECT pg_catalog.to_char(pg_catalog.pg_postmaster_start_time() AT TIME ZO
                                 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'::text) $$;
 
 -- The calling session's owner identity (owner_start_time), or NULL before it
--- first became an owner.
-CREATE OR REPLACE FUNCTION runs_session_id() RETURNS bigint LANGUAGE sql VOLATILE
+-- first became an owner: the setting, or else the owner lock the session holds
+-- (the setting went with a rolled back transaction; the lock stays). Taking a
+-- new identity there instead would leave one more lock per rollback.
+CREATE OR REPLACE FUNCTION runs_session_id() RETURNS bigint LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
-AS $$ SELECT CASE WHEN v OPERATOR(pg_catalog.=) '' THEN NULL ELSE v::bigint END
-        FROM pg_catalog.current_setting('runs.owner_session', true) AS v $$;
+AS $$
+DECLARE
+  kept constant text := pg_catalog.current_setting('runs.owner_session', true);
+  held bigint;
+BEGIN
+  IF kept IS NOT NULL AND kept OPERATOR(pg_catalog.<>) '' THEN
+    RETURN kept::bigint;
+  END IF;
+  SELECT l.objid::bigint INTO held FROM pg_catalog.pg_locks AS l
+   WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'::text
+     AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+     AND l.classid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()::oid
+     AND l.objsubid OPERATOR(pg_catalog.=) 2::smallint AND l.granted
+   ORDER BY l.objid LIMIT 1;
+  RETURN held;
+END
+$$;
 
 -- The second key of an owner session's advisory lock (the first is its pid).
 CREATE OR REPLACE FUNCTION runs_owner_lock_objid(start_time bigint) RETURNS integer LANGUAGE sql IMMUTABLE
@@ -202,9 +224,10 @@ DECLARE
   session bigint := runs_session_id();
 BEGIN
   IF session IS NULL THEN
-    session := (extract(epoch FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint;
-    PERFORM pg_catalog.set_config('runs.owner_session', session::text, false);
+    session := (extract(epoch FROM pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000::numeric)::bigint
+               OPERATOR(pg_catalog.%) 4294967296::bigint;
   END IF;
+  PERFORM pg_catalog.set_config('runs.owner_session', session::text, false);
   PERFORM pg_catalog.pg_advisory_lock(pg_catalog.pg_backend_pid(), runs_owner_lock_objid(session));
   RETURN session;
 END
@@ -228,12 +251,21 @@ END
 $$;
 
 -- True when the run's owner is the calling session.
-CREATE OR REPLACE FUNCTION runs_owned_by_me(r runs) RETURNS boolean LANGUAGE sql VOLATILE
+-- The pid first: only a session with the owner's pid needs its own identity.
+CREATE OR REPLACE FUNCTION runs_owned_by_me(r runs) RETURNS boolean LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
-  SELECT r.owner_pid IS NOT NULL AND r.owner_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
-     AND r.owner_start_time OPERATOR(pg_catalog.=) runs_session_id()
-     AND r.owner_boot_id OPERATOR(pg_catalog.=) runs_server_boot()
+DECLARE
+  session bigint;
+BEGIN
+  IF r.owner_pid IS NULL OR r.owner_start_time IS NULL
+     OR r.owner_pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() THEN
+    RETURN false;
+  END IF;
+  session := runs_session_id();
+  RETURN session IS NOT NULL AND r.owner_boot_id OPERATOR(pg_catalog.=) runs_server_boot()
+     AND runs_owner_lock_objid(r.owner_start_time) OPERATOR(pg_catalog.=) runs_owner_lock_objid(session);
+END
 $$;
 
 -- Why the active run r is abandoned ('abandoned: ...'), or NULL while its

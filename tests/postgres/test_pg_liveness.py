@@ -132,6 +132,24 @@ class LivenessTest(PgCase):
                                  f"abandoned: owner session {pid} from 127.0.0.1 is gone")
                 self.assertEqual(self.value(other, "SELECT status FROM runs WHERE id = %s", taken), "pending")
 
+    def test_an_owner_keeps_one_lock_however_often_its_transactions_roll_back(self):
+        name = self.schema()
+        owner, other = self.connect(name), self.connect(name)
+        self.assertEqual(self.value(other, "SELECT start_run('busy', 'api', 'busy')"), 1)
+        locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        for attempt in range(5):
+            self.value(owner, "BEGIN")
+            self.assertEqual(self.error(owner, "SELECT start_run('job', 'api', 'busy')")[0], "23505")
+            self.value(owner, "ROLLBACK")
+            self.value(owner, "BEGIN")
+            self.assertEqual(self.value(owner, "SELECT start_run('job', 'api', 'free')"), 2 + attempt)
+            self.value(owner, "ROLLBACK")
+            self.assertEqual(self.value(owner, locks), 1)
+        run = self.value(owner, "SELECT start_run('job', 'api', 'free')")
+        self.assertEqual(self.value(owner, locks), 1)
+        self.assertTrue(self.value(owner, "SELECT runs_owned_by_me(r) FROM runs AS r WHERE id = %s", run))
+        self.assertEqual(self.value(owner, "SELECT cancel_run(%s)", run), "updated")  # its own: at once
+
     # ---------------------------------------------------------- waiting
 
     def test_reap_start_and_cancel_never_wait_for_an_owners_open_transaction(self):
