@@ -62,6 +62,25 @@ def apply_migrations(conn, files=None):
             cur.execute("COMMIT")
 
 
+def create_schema(server, name, files=None, migrate=True):
+    """Creates schema name on server (a PgServer, or anything with connect()
+    taking search_path) and, unless migrate is false, applies the migrations
+    and the functions (or only files) there. Returns name."""
+    admin = server.connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {name}")
+    finally:
+        admin.close()
+    if migrate:
+        conn = server.connect(search_path=name)
+        try:
+            apply_migrations(conn, files)
+        finally:
+            conn.close()
+    return name
+
+
 def bindir():
     configured = os.environ.get("PG_BINDIR")
     if configured:
@@ -204,12 +223,7 @@ class PgCase(unittest.TestCase):
     def schema(self, migrate=True):
         """A new schema, migrated (migrations and functions) unless told not to."""
         PgCase.count += 1
-        name = f"s{PgCase.count}"
-        with self.connect().cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {name}")
-        if migrate:
-            apply_migrations(self.connect(name))
-        return name
+        return create_schema(self.server, f"s{PgCase.count}", migrate=migrate)
 
     def connect(self, schema=None, user="postgres", server=None):
         dsn = (server or self.server).dsn(search_path=schema).replace("user=postgres", f"user={user}")

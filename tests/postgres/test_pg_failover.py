@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import HANG_GUARD, PgCase, PgServer, apply_migrations  # noqa: E402
+from pg_server import HANG_GUARD, PgCase, PgServer, create_schema  # noqa: E402
 
 STANDBY_NAME = "standby1"
 KEYS = ["a", "b", "c"]
@@ -44,8 +44,7 @@ class FailoverTest(PgCase):
         primary = PgServer({"synchronous_commit": "on"}).start()
         self.addCleanup(primary.stop)
         conn = self.connect(server=primary)
-        self.value(conn, "CREATE SCHEMA app")
-        apply_migrations(self.connect("app", server=primary))
+        create_schema(primary, "app")
         standby = PgServer({"cluster_name": STANDBY_NAME}, primary=primary).start()
         self.addCleanup(standby.stop)
         if synchronous:  # only now: until a standby confirms, every commit would wait

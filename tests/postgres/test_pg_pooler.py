@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import PgBouncer, PgCase, apply_migrations  # noqa: E402
+from pg_server import PgBouncer, PgCase, create_schema  # noqa: E402
 
 SCHEMA = "pooled"
 ROLES = {"lease": "pooled_lease", "session": "pooled_session"}
@@ -41,27 +41,18 @@ class PoolerTest(PgCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        create_schema(cls.server, SCHEMA)
         admin = psycopg2.connect(cls.server.dsn())
         admin.autocommit = True
         with admin.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {SCHEMA}")
-            for kind, role in ROLES.items():
+            for role in ROLES.values():
                 cur.execute(f"CREATE ROLE {role} LOGIN")
                 cur.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role}")
+                cur.execute(f"GRANT SELECT, INSERT, UPDATE ON {SCHEMA}.runs TO {role}")
                 cur.execute(f"ALTER ROLE {role} SET search_path = {SCHEMA}")
             cur.execute(f"ALTER ROLE {ROLES['lease']} SET runs.owner_liveness = 'lease'")
-        apply_migrations(cls.migrated())
-        with admin.cursor() as cur:
-            for role in ROLES.values():
-                cur.execute(f"GRANT SELECT, INSERT, UPDATE ON {SCHEMA}.runs TO {role}")
         admin.close()
         cls.bouncer = PgBouncer(cls.server, DATABASES).start()
-
-    @classmethod
-    def migrated(cls):
-        conn = psycopg2.connect(cls.server.dsn(search_path=SCHEMA))
-        conn.autocommit = True
-        return conn
 
     @classmethod
     def tearDownClass(cls):
