@@ -20,11 +20,9 @@ DECLARE
   runs_in text;
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
-  migrations_in := (SELECT n.nspname FROM pg_catalog.pg_class AS c
-                      JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  migrations_in := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
                      WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
-  runs_in := (SELECT n.nspname FROM pg_catalog.pg_class AS c
-                      JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  runs_in := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
                      WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs'));
   IF migrations_in IS NOT NULL THEN
     RAISE EXCEPTION 'migration 001 is already applied: runs_schema_migrations exists in schema %', migrations_in

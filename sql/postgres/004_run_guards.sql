@@ -21,8 +21,7 @@
 
 DO $migration$
 DECLARE
-  found_in text := (SELECT n.nspname FROM pg_catalog.pg_class AS c
-                      JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  found_in text := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
                      WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
 BEGIN
   PERFORM pg_catalog.pg_advisory_xact_lock(1920298611, 0);
