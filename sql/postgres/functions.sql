@@ -91,6 +91,7 @@ $functions$;
 DROP FUNCTION IF EXISTS runs_session_start();
 DROP FUNCTION IF EXISTS runs_check_text(text, text, text, boolean, integer);
 DROP FUNCTION IF EXISTS runs_claim_owner_lock();
+DROP FUNCTION IF EXISTS runs_raise_active(text, runs);
 
 ---------------------------------------------------------------------------
 -- Helpers. Internal: their names and arguments may change between releases.
@@ -312,13 +313,13 @@ AS $$
 $$;
 
 -- start_run()'s refusal while the key's active run r may still be worked on.
-CREATE OR REPLACE FUNCTION runs_raise_active(key text, r runs) RETURNS void LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION runs_raise_active(fn text, key text, r runs) RETURNS void LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
   RAISE EXCEPTION USING
-    MESSAGE = pg_catalog.format('start_run(): run %s is already active%s (scope %s, status %s, since %s): wait for it to finish, or end it with complete_run(), fail_run() or cancel_run()',
-                                r.id,
+    MESSAGE = pg_catalog.format('%s(): run %s is already active%s (scope %s, status %s, since %s): wait for it to finish, or end it with complete_run(), fail_run() or cancel_run()',
+                                fn, r.id,
                                 CASE WHEN key OPERATOR(pg_catalog.<>) '' THEN pg_catalog.format(' for concurrency_key %s', runs_quoted(key)) ELSE '' END,
                                 runs_quoted(r.scope), runs_quoted(r.status),
                                 runs_text(coalesce(r.started_at, r.created_at))),
@@ -346,15 +347,18 @@ CREATE OR REPLACE FUNCTION runs_version() RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path FROM CURRENT
 AS $$ SELECT 'v0.1.0'::text $$;
 
--- Inserts a pending run owned by the calling session and returns its id, or
--- fails with unique_violation while the key's active run may still be worked
--- on. A stale active run (its owner session gone, or its lease expired) is
--- marked failed first, in the same transaction. Unlike SQLite's, it runs
--- inside the caller's transaction: the run is visible, and a concurrent
--- start_run() for the key waits on runs_one_active, until the caller commits.
-CREATE OR REPLACE FUNCTION start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
-                                     lease_seconds bigint DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql
+-- start_run() and try_start_run(), one path (fn names the caller in
+-- messages). Inserts a pending run owned by the calling session and returns
+-- the answer of try_start_run() about it; while the key's active run may still
+-- be worked on, returns the answer about that run when `answer`, and else
+-- fails with unique_violation. A stale active run (its owner session gone, or
+-- its lease expired) is marked failed first, in the same transaction. It runs
+-- inside the caller's transaction (as SQLite's does inside one that holds the
+-- write lock): the run is visible, and a concurrent start_run() for the key
+-- waits on runs_one_active, until the caller commits.
+CREATE OR REPLACE FUNCTION runs_start(fn text, scope text, triggered_by text, concurrency_key text,
+                                      lease_seconds bigint, answer boolean)
+RETURNS jsonb LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -364,19 +368,19 @@ DECLARE
   now_ts timestamptz;
   conflict text;
   attempt integer := 0;
-  lease_only constant boolean := runs_lease_only('start_run'::text);
+  lease_only constant boolean := runs_lease_only(fn);
   session bigint;
 BEGIN
-  PERFORM runs_check_text('start_run'::text, 'scope'::text, start_run.scope, false, 1024);
-  PERFORM runs_check_text('start_run'::text, 'triggered_by'::text, start_run.triggered_by, false, 1024);
-  PERFORM runs_check_text('start_run'::text, 'concurrency_key'::text, start_run.concurrency_key, true, 1024);
-  IF start_run.lease_seconds OPERATOR(pg_catalog.<) 1::bigint
-     OR start_run.lease_seconds OPERATOR(pg_catalog.>) 31536000::bigint THEN
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.format('start_run(): lease_seconds must be between 1 and 31536000 (365 days), got %s; pass NULL for no time-based expiry', start_run.lease_seconds),
+  PERFORM runs_check_text(fn, 'scope'::text, runs_start.scope, false, 1024);
+  PERFORM runs_check_text(fn, 'triggered_by'::text, runs_start.triggered_by, false, 1024);
+  PERFORM runs_check_text(fn, 'concurrency_key'::text, runs_start.concurrency_key, true, 1024);
+  IF runs_start.lease_seconds OPERATOR(pg_catalog.<) 1::bigint
+     OR runs_start.lease_seconds OPERATOR(pg_catalog.>) 31536000::bigint THEN
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format('%s(): lease_seconds must be between 1 and 31536000 (365 days), got %s; pass NULL for no time-based expiry', fn, runs_start.lease_seconds),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF lease_only AND start_run.lease_seconds IS NULL THEN
-    RAISE EXCEPTION USING MESSAGE = 'start_run(): lease_seconds must not be NULL while the setting runs.owner_liveness is ''lease'': nothing but a lease ends the run of an owner that died behind a connection pooler',
+  IF lease_only AND runs_start.lease_seconds IS NULL THEN
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format('%s(): lease_seconds must not be NULL while the setting runs.owner_liveness is ''lease'': nothing but a lease ends the run of an owner that died behind a connection pooler', fn),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   IF NOT lease_only THEN
@@ -385,7 +389,7 @@ BEGIN
   LOOP
     attempt := attempt OPERATOR(pg_catalog.+) 1;
     SELECT * INTO active FROM runs AS r
-     WHERE r.concurrency_key OPERATOR(pg_catalog.=) start_run.concurrency_key
+     WHERE r.concurrency_key OPERATOR(pg_catalog.=) runs_start.concurrency_key
        AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]);
     IF FOUND THEN
       -- The row lock makes the check and the reclaim below atomic with every
@@ -394,7 +398,8 @@ BEGIN
       IF FOUND THEN
         reason := runs_stale_reason(active);
         IF reason IS NULL THEN
-          PERFORM runs_raise_active(start_run.concurrency_key, active);
+          EXIT WHEN answer;
+          PERFORM runs_raise_active(fn, runs_start.concurrency_key, active);
         END IF;
         UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = reason
          WHERE r.id OPERATOR(pg_catalog.=) active.id;
@@ -402,10 +407,11 @@ BEGIN
         -- Another transaction holds the row (then the run is not abandoned),
         -- or the run ended since the lookup above (then the key is free).
         SELECT * INTO active FROM runs AS r
-         WHERE r.concurrency_key OPERATOR(pg_catalog.=) start_run.concurrency_key
+         WHERE r.concurrency_key OPERATOR(pg_catalog.=) runs_start.concurrency_key
            AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[]);
         IF FOUND THEN
-          PERFORM runs_raise_active(start_run.concurrency_key, active);
+          EXIT WHEN answer;
+          PERFORM runs_raise_active(fn, runs_start.concurrency_key, active);
         END IF;
       END IF;
     END IF;
@@ -414,10 +420,10 @@ BEGIN
       INSERT INTO runs (scope, status, triggered_by, concurrency_key, created_at,
                         owner_host, owner_boot_id, owner_pid_ns, owner_pid, owner_start_time,
                         heartbeat_at, lease_seconds, lease_expires_at)
-      VALUES (start_run.scope, 'pending', start_run.triggered_by, start_run.concurrency_key, now_ts,
+      VALUES (runs_start.scope, 'pending', runs_start.triggered_by, runs_start.concurrency_key, now_ts,
               coalesce(pg_catalog.host(pg_catalog.inet_client_addr()), '[local]'), runs_server_boot(),
               NULL, CASE WHEN lease_only THEN NULL ELSE pg_catalog.pg_backend_pid() END, session,
-              now_ts, start_run.lease_seconds, runs_lease_end(start_run.lease_seconds, NULL::timestamptz, now_ts))
+              now_ts, runs_start.lease_seconds, runs_lease_end(runs_start.lease_seconds, NULL::timestamptz, now_ts))
       RETURNING id INTO new_id;
     EXCEPTION WHEN unique_violation THEN
       GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
@@ -430,9 +436,9 @@ BEGIN
       IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed'
          OR attempt OPERATOR(pg_catalog.>=) 10 THEN
         RAISE EXCEPTION USING
-          MESSAGE = pg_catalog.format('start_run(): another transaction started a run%s that this transaction''s snapshot does not show: retry in a new transaction',
-                                      CASE WHEN start_run.concurrency_key OPERATOR(pg_catalog.<>) ''
-                                           THEN pg_catalog.format(' for concurrency_key %s', runs_quoted(start_run.concurrency_key))
+          MESSAGE = pg_catalog.format('%s(): another transaction started a run%s that this transaction''s snapshot does not show: retry in a new transaction',
+                                      fn, CASE WHEN runs_start.concurrency_key OPERATOR(pg_catalog.<>) ''
+                                           THEN pg_catalog.format(' for concurrency_key %s', runs_quoted(runs_start.concurrency_key))
                                            ELSE '' END),
           ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_one_active';
       END IF;
@@ -447,11 +453,35 @@ BEGIN
                lease_expires_at = runs_lease_end(r.lease_seconds, NULL::timestamptz, now_ts)
          WHERE r.id OPERATOR(pg_catalog.=) new_id;
       END IF;
-      RETURN new_id;
+      RETURN pg_catalog.jsonb_build_object('started', true, 'id', new_id, 'scope', runs_start.scope,
+                                           'status', 'pending'::text, 'since', runs_text(now_ts));
     END IF;
   END LOOP;
+  -- The key's active run may still be worked on, and the caller asked for an
+  -- answer (try_start_run()).
+  RETURN pg_catalog.jsonb_build_object('started', false, 'id', active.id, 'scope', active.scope,
+                                       'status', active.status,
+                                       'since', runs_text(coalesce(active.started_at, active.created_at)));
 END
 $$;
+
+-- Inserts a pending run owned by the calling session and returns its id, or
+-- fails with unique_violation while the key's active run may still be worked
+-- on.
+CREATE OR REPLACE FUNCTION start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
+                                     lease_seconds bigint DEFAULT NULL)
+RETURNS bigint LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$ SELECT (runs_start('start_run'::text, scope, triggered_by, concurrency_key, lease_seconds, false)
+              OPERATOR(pg_catalog.->>) 'id'::text)::bigint $$;
+
+-- start_run(), but a key held by an active run is an answer: {"started",
+-- "id", "scope", "status", "since"} of the run that holds the key.
+CREATE OR REPLACE FUNCTION try_start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
+                                         lease_seconds bigint DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$ SELECT runs_start('try_start_run'::text, scope, triggered_by, concurrency_key, lease_seconds, true) $$;
 
 CREATE OR REPLACE FUNCTION active_run(concurrency_key text DEFAULT '') RETURNS bigint LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -526,7 +556,9 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
   PERFORM runs_check_integer('fail_run'::text, 'id'::text, fail_run.id);
-  PERFORM runs_check_text('fail_run'::text, 'error_message'::text, fail_run.error_message, true, 1048576);
+  IF fail_run.error_message IS NOT NULL THEN  -- NULL: no message
+    PERFORM runs_check_text('fail_run'::text, 'error_message'::text, fail_run.error_message, true, 1048576);
+  END IF;
   PERFORM FROM runs AS r
    WHERE r.id OPERATOR(pg_catalog.=) fail_run.id AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
      FOR NO KEY UPDATE;
@@ -583,19 +615,13 @@ DECLARE
 BEGIN
   PERFORM runs_check_integer('update_run_progress'::text, 'id'::text, update_run_progress.id);
   PERFORM runs_check_integer('update_run_progress'::text, 'current'::text, update_run_progress.current);
-  PERFORM runs_check_integer('update_run_progress'::text, 'total'::text, update_run_progress.total);
+  -- total NULL: not known. current may exceed total: estimates change.
   IF update_run_progress.current OPERATOR(pg_catalog.<) 0::bigint THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format('update_run_progress(): current must not be negative, got %s', update_run_progress.current),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   IF update_run_progress.total OPERATOR(pg_catalog.<) 0::bigint THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format('update_run_progress(): total must not be negative, got %s', update_run_progress.total),
-                          ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF update_run_progress.total OPERATOR(pg_catalog.>) 0::bigint
-     AND update_run_progress.current OPERATOR(pg_catalog.>) update_run_progress.total THEN
-    RAISE EXCEPTION USING MESSAGE = pg_catalog.format('update_run_progress(): current must not exceed total (%s > %s)',
-                                                      update_run_progress.current, update_run_progress.total),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   IF update_run_progress.current_step IS NOT NULL THEN
@@ -689,6 +715,49 @@ AS $$
 BEGIN
   PERFORM runs_check_text('reap_stale_runs'::text, 'concurrency_key'::text, reap_stale_runs.concurrency_key, true, 1024);
   RETURN runs_reap(reap_stale_runs.concurrency_key);
+END
+$$;
+
+-- Also ends the active runs without a recorded owner (from before migration
+-- 003, or raw inserts: no owner_pid and no owner_boot_id; runs of sessions set
+-- to lease liveness record the boot id and have a lease) started (or, pending,
+-- created) more than ownerless_after_seconds ago; a NULL key means every key.
+-- Skips rows other transactions hold, as runs_reap() does.
+CREATE OR REPLACE FUNCTION reap_stale_runs(concurrency_key text, ownerless_after_seconds bigint)
+RETURNS integer LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  reaped integer;
+  ownerless integer;
+BEGIN
+  IF reap_stale_runs.concurrency_key IS NOT NULL THEN
+    PERFORM runs_check_text('reap_stale_runs'::text, 'concurrency_key'::text, reap_stale_runs.concurrency_key, true, 1024);
+  END IF;
+  PERFORM runs_check_integer('reap_stale_runs'::text, 'ownerless_after_seconds'::text, reap_stale_runs.ownerless_after_seconds);
+  IF reap_stale_runs.ownerless_after_seconds OPERATOR(pg_catalog.<) 0::bigint THEN
+    RAISE EXCEPTION USING MESSAGE = pg_catalog.format('reap_stale_runs(): ownerless_after_seconds must not be negative, got %s',
+                                                      reap_stale_runs.ownerless_after_seconds),
+                          ERRCODE = 'invalid_parameter_value';
+  END IF;
+  reaped := runs_reap(reap_stale_runs.concurrency_key);
+  UPDATE runs AS r
+     SET status = 'failed', finished_at = runs_now(),
+         error_message = pg_catalog.format('abandoned: no owner recorded, and %s since %s, more than %s seconds ago',
+                                           r.status, runs_text(coalesce(r.started_at, r.created_at)),
+                                           reap_stale_runs.ownerless_after_seconds)
+   WHERE r.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+           SELECT x.id FROM runs AS x
+            WHERE x.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
+              AND x.owner_pid IS NULL AND x.owner_boot_id IS NULL
+              AND (reap_stale_runs.concurrency_key IS NULL
+                   OR x.concurrency_key OPERATOR(pg_catalog.=) reap_stale_runs.concurrency_key)
+              AND coalesce(x.started_at, x.created_at) OPERATOR(pg_catalog.<)
+                  (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                   pg_catalog.make_interval(secs => reap_stale_runs.ownerless_after_seconds::double precision))
+              FOR UPDATE SKIP LOCKED));
+  GET DIAGNOSTICS ownerless = ROW_COUNT;
+  RETURN reaped OPERATOR(pg_catalog.+) ownerless;
 END
 $$;
 

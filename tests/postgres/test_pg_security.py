@@ -120,6 +120,8 @@ class SecurityTest(PgCase):
             ("SELECT run_info(2) ->> 'stale'::text", "false"),
             ("SELECT reap_stale_runs()", 0),
             ("SELECT reap_stale_runs('k')", 0),
+            ("SELECT reap_stale_runs(NULL, 3600)", 0),
+            ("SELECT try_start_run('sync', 'cron', 'k') ->> 'started'::text", "false"),
             ("SELECT complete_run(2)", "updated"),
             ("SELECT complete_run(2)", "not_in_expected_state"),
             ("SELECT fail_run(1, 'boom')", "updated"),
@@ -143,7 +145,7 @@ class SecurityTest(PgCase):
         # Refusals run through the same code.
         for sql, code in [("SELECT start_run('again', 'api', 'l')", "23505"),
                           ("SELECT start_run('')", "22023"),
-                          ("SELECT update_run_progress(5, 2, 1, NULL)", "22023"),
+                          ("SELECT update_run_progress(5, -1, 1, NULL)", "22023"),
                           ("UPDATE runs SET status = 'done' WHERE id = 5", "23514"),
                           ("UPDATE runs SET status = 'pending' WHERE id = 2", "23514"),
                           ("INSERT INTO runs (scope, concurrency_key, created_at) VALUES ('raw', 'l', now())", "23505"),
@@ -167,7 +169,7 @@ class SecurityTest(PgCase):
                                        name)}
         syntax = {"if", "exists", "coalesce", "values", "in", "and", "or", "not", "any", "extract",
                   "into", "select", "when", "then", "else", "returning", "runs", "using", "case", "on",
-                  "bit", "return", "perform", "elsif"}
+                  "bit", "return", "perform", "elsif", "array"}
         for proname, body in self.rows(conn, "SELECT proname, prosrc FROM pg_proc"
                                              " WHERE pronamespace = %s::regnamespace", name):
             code = re.sub(r"--[^\n]*", "", body)
