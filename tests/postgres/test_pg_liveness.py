@@ -220,6 +220,7 @@ class LivenessTest(PgCase):
         self.wait_session_gone(pid)
         self.assertEqual(self.error(other, "SELECT start_run('full', 'api', 'k')")[0], "23505")
         self.assertEqual(self.value(other, "SELECT reap_stale_runs()"), 0)
+        self.assertEqual(self.value(other, "SELECT reap_stale_runs(NULL, 0)"), 0)  # not ownerless
         self.value(other, "UPDATE runs SET lease_expires_at = '2000-01-01Z' WHERE id = 1")
         self.assertEqual(self.value(other, "SELECT start_run('full', 'api', 'k')"), 2)
         self.assertEqual(self.value(other, "SELECT error_message FROM runs WHERE id = 1"),
