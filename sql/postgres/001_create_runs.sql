@@ -13,15 +13,23 @@
 
 -- Concurrent appliers take turns on a lock that ends with the transaction
 -- (1920298611 is 'runs' in ASCII; it is never a process id, see 003).
+-- A refusal names the schema where the table was found (any of search_path).
 DO $migration$
+DECLARE
+  migrations_in text;
+  runs_in text;
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
-  IF to_regclass('runs_schema_migrations') IS NOT NULL THEN
-    RAISE EXCEPTION 'migration 001 is already applied: runs_schema_migrations exists in schema %', current_schema()
+  migrations_in := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
+  runs_in := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs'));
+  IF migrations_in IS NOT NULL THEN
+    RAISE EXCEPTION 'migration 001 is already applied: runs_schema_migrations exists in schema %', migrations_in
       USING ERRCODE = 'duplicate_table';
   END IF;
-  IF to_regclass('runs') IS NOT NULL THEN
-    RAISE EXCEPTION 'migration 001 refused: a table runs exists already; rename it or apply the migrations in another schema'
+  IF runs_in IS NOT NULL THEN
+    RAISE EXCEPTION 'migration 001 refused: a table runs exists already in schema %; rename it or apply the migrations in another schema', runs_in
       USING ERRCODE = 'duplicate_table';
   END IF;
 END

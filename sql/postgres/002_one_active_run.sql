@@ -10,10 +10,13 @@
 --   psql -v ON_ERROR_STOP=1 --single-transaction -f sql/postgres/002_one_active_run.sql
 
 DO $migration$
+DECLARE
+  found_in text := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
   -- Two IFs: a query naming a missing table would fail before any test.
-  IF to_regclass('runs_schema_migrations') IS NULL THEN
+  IF found_in IS NULL THEN
     RAISE EXCEPTION 'migration 002 needs migration 001 first: apply sql/postgres/001_create_runs.sql'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
@@ -22,7 +25,7 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   IF EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 2) THEN
-    RAISE EXCEPTION 'migration 002 is already applied in schema %', current_schema()
+    RAISE EXCEPTION 'migration 002 is already applied in schema %', found_in
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
 END

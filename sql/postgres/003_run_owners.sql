@@ -24,10 +24,13 @@
 --   psql -v ON_ERROR_STOP=1 --single-transaction -f sql/postgres/003_run_owners.sql
 
 DO $migration$
+DECLARE
+  found_in text := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
 BEGIN
   PERFORM pg_advisory_xact_lock(1920298611, 0);
   -- Two IFs: a query naming a missing table would fail before any test.
-  IF to_regclass('runs_schema_migrations') IS NULL THEN
+  IF found_in IS NULL THEN
     RAISE EXCEPTION 'migration 003 needs migration 002 first: apply sql/postgres/002_one_active_run.sql'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
@@ -36,7 +39,7 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   IF EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version = 3) THEN
-    RAISE EXCEPTION 'migration 003 is already applied in schema %', current_schema()
+    RAISE EXCEPTION 'migration 003 is already applied in schema %', found_in
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   IF EXISTS (SELECT 1 FROM runs

@@ -187,16 +187,10 @@ class PostgresEngine:
         self.server.stop()
 
     def fresh(self):
-        from pg_server import apply_migrations
+        from pg_server import create_schema
         self.count += 1
-        self.schema = f"{self.prefix}{self.count}"
-        admin = self.server.connect()
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {self.schema}")
-        admin.close()
-        conn = self.connect()
-        apply_migrations(conn.db)
-        return conn
+        self.schema = create_schema(self.server, f"{self.prefix}{self.count}")
+        return self.connect()
 
     def dsn(self):
         return self.server.dsn(search_path=self.schema)

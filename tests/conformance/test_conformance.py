@@ -50,6 +50,7 @@ KINDS = {
     "guard_active":   (1811, "23505"),  # SQLITE_CONSTRAINT_TRIGGER   unique_violation
     "guard_status":   (1811, "23514"),  # SQLITE_CONSTRAINT_TRIGGER   check_violation
     "guard_id":       (1811, "23505"),  # SQLITE_CONSTRAINT_TRIGGER   unique_violation
+    "guard_004":      (1811, "23514"),  # SQLITE_CONSTRAINT_TRIGGER   check_violation (migration 004)
 }
 
 PINNED = "2026-01-01T00:00:00.000Z"
@@ -437,6 +438,34 @@ class Conformance(unittest.TestCase):
         self.check(db, "SELECT run_status(2)", expect="failed")
 
     @crash_recovery
+    @crash_recovery
+    def test_guard004_deletes_only_finished_runs_and_never_changes_an_id(self):
+        db = self.db
+        if db.value("SELECT max(version) FROM runs_schema_migrations") < 4:
+            self.skipTest("this engine's migrations stop before 004 (the run guards)")
+        self.check(db, "SELECT start_run('a')", expect=1)
+        self.check(db, "SELECT start_run('b', 'api', 'k')", expect=2)
+        self.check(db, "SELECT mark_run_running(2)", expect="updated")
+        self.check(db, "SELECT start_run('c', 'api', 'done')", expect=3)
+        self.check(db, "SELECT cancel_run(3)", expect="updated")
+        refused = Err("guard_004", "runs: an active run is never deleted: end it first with complete_run(), "
+                                   "fail_run() or cancel_run(); finished runs may be deleted")
+        for sql in ["DELETE FROM runs WHERE id = 1", "DELETE FROM runs WHERE id = 2", "DELETE FROM runs"]:
+            self.check(db, sql, expect=refused)
+        self.check(db, "SELECT count(*) FROM runs", expect=3)
+        # An id is the run's fencing token: PostgreSQL's GENERATED ALWAYS
+        # identity refuses any value but DEFAULT, which meets the guard.
+        self.check(db, per_engine(sqlite="UPDATE runs SET id = 9 WHERE id = 2",
+                                  postgres="UPDATE runs SET id = DEFAULT WHERE id = 2"),
+                   expect=Err("guard_004", "runs: the id of a run never changes: it is the run's fencing token; "
+                                           "start a new run instead"))
+        self.check(db, "SELECT heartbeat_run(2)", expect="ok")
+        self.check(db, "DELETE FROM runs WHERE id = 3", expect=None)  # history may be pruned
+        self.check(db, "SELECT run_status(3)", expect=None)
+        self.check(db, "SELECT complete_run(2)", expect="updated")
+        self.check(db, "DELETE FROM runs WHERE status = 'completed'", expect=None)
+        self.check(db, "SELECT count(*) FROM runs", expect=1)
+
     def test_raw_inserts_cannot_add_a_second_active_run_or_replace_one(self):
         db = self.db
         self.check(db, "SELECT start_run('a')", expect=1)

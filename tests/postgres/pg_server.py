@@ -12,9 +12,14 @@ apply_migrations(conn) applies sql/postgres/NNN_*.sql in order, then
 sql/postgres/functions.sql, each in its own transaction, as docs/postgres.md
 tells users to; apply_migrations(conn, files) applies only the files given.
 
+PgCase is the unittest base class of the PostgreSQL tests: one server for the
+whole test program (started on first use, stopped at exit), a fresh migrated
+schema per call of schema(), and connections closed after each test.
+
 Only Debian's /usr/bin/python3 with python3-psycopg2 is assumed.
 """
 
+import atexit
 import glob
 import os
 import pwd
@@ -23,6 +28,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+import unittest
 
 import psycopg2
 
@@ -55,6 +62,25 @@ def apply_migrations(conn, files=None):
             cur.execute("COMMIT")
 
 
+def create_schema(server, name, files=None, migrate=True):
+    """Creates schema name on server (a PgServer, or anything with connect()
+    taking search_path) and, unless migrate is false, applies the migrations
+    and the functions (or only files) there. Returns name."""
+    admin = server.connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {name}")
+    finally:
+        admin.close()
+    if migrate:
+        conn = server.connect(search_path=name)
+        try:
+            apply_migrations(conn, files)
+        finally:
+            conn.close()
+    return name
+
+
 def bindir():
     configured = os.environ.get("PG_BINDIR")
     if configured:
@@ -78,7 +104,12 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, settings=None, primary=None):
+        """settings: server settings over the quick defaults below (they come
+        last on the command line, which wins). primary: a started PgServer to
+        make this one a streaming standby of (pg_basebackup -R)."""
+        self.settings = dict(settings or {})
+        self.primary = primary
         self.bin = bindir()
         self.as_root = os.geteuid() == 0
         if self.as_root:
@@ -104,21 +135,26 @@ class PgServer:
         if self.as_root:
             os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
         self.data = os.path.join(self.folder, "data")
-        result = self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-                           "-E", "UTF8", "--locale=C", "--no-sync", check=False)
+        if self.primary:
+            result = self._run("pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-c", "fast",
+                               "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres", check=False)
+        else:
+            result = self._run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                               "-E", "UTF8", "--locale=C", "--no-sync", check=False)
         if result.returncode != 0:
-            raise RuntimeError("initdb failed:\n" + result.stdout)
+            raise RuntimeError(("pg_basebackup" if self.primary else "initdb") + " failed:\n" + result.stdout)
         # A port that was free a moment ago may be taken by the time the server
         # binds it: try a few.
         for _ in range(5):
             self.port = free_port()
-            options = " ".join([
-                f"-p {self.port}", "-c listen_addresses=127.0.0.1",
-                f"-c unix_socket_directories={self.folder}",
-                # Durability is not under test; the suite must be quick.
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-                "-c max_connections=60",
-            ])
+            settings = {
+                "listen_addresses": "127.0.0.1", "unix_socket_directories": self.folder,
+                # Durability is not under test unless settings say so; the
+                # suite must be quick. (A hard stop of the server keeps what it
+                # wrote in the operating system's cache.)
+                "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                "max_connections": "60", **self.settings}
+            options = " ".join([f"-p {self.port}"] + [f"-c {k}={v}" for k, v in settings.items()])
             result = self._run("pg_ctl", "-D", self.data, "-o", options,
                                "-l", os.path.join(self.folder, "server.log"), "-w", "-t", "60",
                                "start", check=False)
@@ -126,6 +162,14 @@ class PgServer:
                 self.started = True
                 return self
         raise RuntimeError("pg_ctl start failed:\n" + result.stdout + "\n" + self.log())
+
+    def crash(self):
+        """Stops the server hard: no checkpoint, no goodbye to clients."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        self.started = False
+
+    def promote(self):
+        self._run("pg_ctl", "-D", self.data, "-w", "-t", "60", "promote")
 
     def log(self):
         try:
@@ -161,3 +205,154 @@ class PgServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+HANG_GUARD = 60.0  # seconds, against a hung wait; never a timing assertion
+
+
+class PgCase(unittest.TestCase):
+    server = None
+    count = 0
+
+    @classmethod
+    def setUpClass(cls):
+        if PgCase.server is None:
+            PgCase.server = PgServer().start()
+            atexit.register(PgCase.server.stop)
+
+    def schema(self, migrate=True):
+        """A new schema, migrated (migrations and functions) unless told not to."""
+        PgCase.count += 1
+        return create_schema(self.server, f"s{PgCase.count}", migrate=migrate)
+
+    def connect(self, schema=None, user="postgres", server=None):
+        dsn = (server or self.server).dsn(search_path=schema).replace("user=postgres", f"user={user}")
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        self.addCleanup(conn.close)
+        return conn
+
+    def value(self, conn, sql, *params):
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchone()[0] if cur.description else None
+
+    def rows(self, conn, sql, *params):
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchall()
+
+    def error(self, conn, sql, *params):
+        """(SQLSTATE, primary message) of a statement that must fail."""
+        with self.assertRaises(psycopg2.Error, msg=sql) as caught:
+            self.value(conn, sql, *params)
+        return caught.exception.pgcode, caught.exception.diag.message_primary
+
+    def role(self, name, *grants, login=True):
+        """A role, dropped with what it owns after the test."""
+        admin = self.connect()
+        self.value(admin, f"CREATE ROLE {name} {'LOGIN' if login else 'NOLOGIN'}")
+        for grant in grants:
+            self.value(admin, grant)
+        self.addCleanup(lambda: self.value(self.connect(), f"DROP OWNED BY {name}; DROP ROLE {name}"))
+        return name
+
+    def wait_until(self, conn, sql, *params, what="the server to get there"):
+        """Polls a query of the server's own state until it is true."""
+        deadline = time.monotonic() + HANG_GUARD
+        while not self.value(conn, sql, *params):
+            self.assertLess(time.monotonic(), deadline, f"waited {HANG_GUARD} s for {what}")
+
+    def wait_blocked(self, pid):
+        """Returns once backend pid waits for another session's lock."""
+        self.wait_until(self.connect(), "SELECT cardinality(pg_blocking_pids(%s)) > 0", pid,
+                        what=f"backend {pid} to wait for a lock")
+
+    def wait_session_gone(self, pid):
+        self.wait_until(self.connect(), "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
+                        pid, what=f"session {pid} to end")
+
+
+class PgBouncer:
+    """Debian's pgbouncer in front of a PgServer, on a free loopback port.
+
+    databases: {name: (pool_mode, role, extra)}: each pgbouncer database logs
+    in to the server's `postgres` database as that role (auth_type = any: the
+    client's user name is ignored), with that pool_mode; extra is appended to
+    the [databases] line (pool_size=1, say). The admin console (database
+    `pgbouncer`, user postgres) takes RECONNECT, SHOW SERVERS, ... Runs as the
+    server's system user when we are root (pgbouncer refuses root)."""
+
+    def __init__(self, server, databases, settings=None):
+        self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.path.exists(self.binary):
+            raise RuntimeError("no pgbouncer: apt-get install pgbouncer")
+        self.server = server
+        self.databases = databases
+        self.settings = settings or {}
+        self.proc = None
+
+    def start(self):
+        folder = self.server.folder
+        self.port = free_port()
+        lines = ["[databases]"]
+        for name, (mode, role, extra) in self.databases.items():
+            lines.append(f"{name} = host=127.0.0.1 port={self.server.port} dbname=postgres user={role}"
+                         f" pool_mode={mode} {extra}".rstrip())
+        settings = {
+            "listen_addr": "127.0.0.1", "listen_port": str(self.port), "unix_socket_dir": "",
+            "auth_type": "any", "admin_users": "postgres", "pool_mode": "session",
+            "logfile": os.path.join(folder, "pgbouncer.log"), "pidfile": "",
+            "server_reset_query": "DISCARD ALL", "ignore_startup_parameters": "extra_float_digits,options",
+            "default_pool_size": "4",
+        }
+        settings.update(self.settings)
+        lines.append("[pgbouncer]")
+        lines += [f"{k} = {v}" for k, v in settings.items()]
+        self.ini = os.path.join(folder, f"pgbouncer-{self.port}.ini")
+        with open(self.ini, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        command = [self.binary, self.ini]
+        if os.geteuid() == 0:
+            os.chmod(self.ini, 0o644)
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            try:
+                self.admin().close()
+                return self
+            except psycopg2.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pgbouncer did not start:\n" + self.log())
+                time.sleep(0.05)  # polling for the listener, not standing in for an event
+
+    def log(self):
+        try:
+            with open(os.path.join(self.server.folder, "pgbouncer.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return (self.proc.stdout.read().decode(errors="replace") if self.proc and self.proc.poll() is not None
+                    else "")
+
+    def dsn(self, database):
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+    def admin(self):
+        conn = psycopg2.connect(self.dsn("pgbouncer"))
+        conn.autocommit = True
+        return conn
+
+    def command(self, text):
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(text)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=HANG_GUARD)

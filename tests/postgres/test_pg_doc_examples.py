@@ -23,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pg_server import ROOT, PgServer, apply_migrations  # noqa: E402
+from pg_server import ROOT, PgServer, create_schema  # noqa: E402
 
 FENCE = re.compile(r"^```(\S*)\s*$")
 TIMESTAMP = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\b")
@@ -86,15 +86,9 @@ class PgDocExamplesTest(unittest.TestCase):
 
     def test_examples_print_what_the_docs_say(self):
         found, _ = examples()
-        admin = SERVER.connect()
         for index, (name, script, expected) in enumerate(found):
             with self.subTest(example=name):
-                schema = f"doc{index}"
-                with admin.cursor() as cur:
-                    cur.execute(f"CREATE SCHEMA {schema}")
-                conn = SERVER.connect(search_path=schema)
-                apply_migrations(conn)
-                conn.close()
+                schema = create_schema(SERVER, f"doc{index}")
                 env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}")
                 proc = subprocess.run(
                     [os.path.join(SERVER.bin, "psql"), "-X", "-q", "-A", "-t", "-v", "VERBOSITY=terse",
@@ -110,7 +104,6 @@ class PgDocExamplesTest(unittest.TestCase):
                         expected.splitlines(keepends=True), actual.splitlines(keepends=True),
                         fromfile=f"{name} (docs)", tofile=f"{name} (psql)"))
                     self.fail(f"{name}: the example's output differs from the docs:\n{diff}")
-        admin.close()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import PgServer, apply_migrations  # noqa: E402
+from pg_server import PgServer, create_schema  # noqa: E402
 
 SERVER = None
 HANG_GUARD = 60.0  # seconds, against a hung wait; not a timing assertion
@@ -37,9 +37,6 @@ HANG_GUARD = 60.0  # seconds, against a hung wait; not a timing assertion
 def setUpModule():
     global SERVER
     SERVER = PgServer().start()
-    conn = SERVER.connect()
-    apply_migrations(conn)
-    conn.close()
 
 
 def tearDownModule():
@@ -48,15 +45,18 @@ def tearDownModule():
 
 
 class LockTimeoutTest(unittest.TestCase):
+    count = 0
+
     def setUp(self):
-        self.holder = SERVER.connect()
-        self.waiter = SERVER.connect()
-        self.stats = SERVER.connect()
+        # A schema of its own per test: active runs are never deleted.
+        LockTimeoutTest.count += 1
+        schema = create_schema(SERVER, f"lt{LockTimeoutTest.count}")
+        self.holder = SERVER.connect(search_path=schema)
+        self.waiter = SERVER.connect(search_path=schema)
+        self.stats = SERVER.connect(search_path=schema)
         self.addCleanup(self.holder.close)
         self.addCleanup(self.waiter.close)
         self.addCleanup(self.stats.close)
-        with self.holder.cursor() as cur:
-            cur.execute("DELETE FROM runs")
         self.waiter_pid = self.value(self.waiter, "SELECT pg_backend_pid()")
 
     def value(self, conn, sql):

@@ -8,6 +8,7 @@ server started for this run (pg_server.py):
 """
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -17,57 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import FUNCTIONS, ROOT, PgServer, apply_migrations, migration_files  # noqa: E402
+from pg_server import FUNCTIONS, HANG_GUARD, ROOT, PgCase, apply_migrations, migration_files  # noqa: E402
 
-SERVER = None
-HANG_GUARD = 60.0  # seconds, against a hung wait; not a timing assertion
-
-
-def setUpModule():
-    global SERVER
-    SERVER = PgServer().start()
-
-
-def tearDownModule():
-    if SERVER is not None:
-        SERVER.stop()
-
-
-class PgTest(unittest.TestCase):
-    count = 0
-
-    def schema(self, migrate=True):
-        PgTest.count += 1
-        name = f"s{PgTest.count}"
-        admin = self.connect()
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {name}")
-        if migrate:
-            apply_migrations(self.connect(name))
-        return name
-
-    def connect(self, schema=None, user="postgres"):
-        conn = psycopg2.connect(SERVER.dsn(search_path=schema).replace("user=postgres", f"user={user}"))
-        conn.autocommit = True
-        self.addCleanup(conn.close)
-        return conn
-
-    def value(self, conn, sql, *params):
-        with conn.cursor() as cur:
-            cur.execute(sql, params or None)
-            return cur.fetchone()[0] if cur.description else None
-
-    def rows(self, conn, sql, *params):
-        with conn.cursor() as cur:
-            cur.execute(sql, params or None)
-            return cur.fetchall()
-
-    def error(self, conn, sql, *params):
-        """(SQLSTATE, primary message) of a statement that must fail."""
-        with self.assertRaises(psycopg2.Error, msg=sql) as caught:
-            self.value(conn, sql, *params)
-        return caught.exception.pgcode, caught.exception.diag.message_primary
-
+class PgTest(PgCase):
     def my_locks(self, conn):
         """The advisory locks this session holds: (classid, objid) pairs."""
         return self.rows(conn, "SELECT classid::bigint, objid::bigint FROM pg_locks"
@@ -79,9 +32,10 @@ class PgTest(unittest.TestCase):
     def test_migrations_record_their_versions(self):
         conn = self.connect(self.schema())
         self.assertEqual(self.rows(conn, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"),
-                         [(1, "001_create_runs"), (2, "002_one_active_run"), (3, "003_run_owners")])
+                         [(1, "001_create_runs"), (2, "002_one_active_run"), (3, "003_run_owners"),
+                          (4, "004_run_guards")])
         self.assertEqual(self.value(conn, "SELECT count(*) FROM runs_schema_migrations"
-                                          " WHERE applied_at > now() - interval '1 hour'"), 3)
+                                          " WHERE applied_at > now() - interval '1 hour'"), 4)
         self.assertEqual(self.value(conn, "SELECT indexdef FROM pg_indexes WHERE indexname = 'runs_one_active'"
                                           " AND schemaname = current_schema()"),
                          f"CREATE UNIQUE INDEX runs_one_active ON {self.value(conn, 'SELECT current_schema()')}"
@@ -107,13 +61,13 @@ class PgTest(unittest.TestCase):
         self.assertEqual(caught.exception.diag.message_primary,
                          f"migration 001 is already applied: runs_schema_migrations exists in schema {name}")
         apply_migrations(conn, files[1:])
-        for index, version in [(1, 2), (2, 3)]:
+        for index, version in [(1, 2), (2, 3), (3, 4)]:
             with self.assertRaises(psycopg2.Error) as caught:
                 apply_migrations(conn, files[index:index + 1])
             self.assertEqual(caught.exception.diag.message_primary,
                              f"migration 00{version} is already applied in schema {name}")
         self.assertEqual(self.value(conn, "SELECT string_agg(version::text, ',' ORDER BY version)"
-                                          " FROM runs_schema_migrations"), "1,2,3")
+                                          " FROM runs_schema_migrations"), "1,2,3,4")
         self.assertIsNone(self.value(conn, "SELECT to_regproc('start_run')"))  # functions.sql has them
         apply_migrations(conn, [FUNCTIONS])
         self.assertEqual(self.value(conn, "SELECT start_run('full')"), 1)
@@ -147,6 +101,85 @@ class PgTest(unittest.TestCase):
         self.assertEqual(self.value(conn, "SELECT max(version) FROM runs_schema_migrations"), 2)
         self.assertIsNone(self.value(conn, "SELECT to_regproc('start_run')"))
 
+    def test_a_refusal_names_the_schema_where_the_table_was_found(self):
+        there, here = self.schema(), self.schema(migrate=False)
+        conn = self.connect(f"{here},{there}")  # objects are created in here, found in there
+        with self.assertRaises(psycopg2.Error) as caught:
+            apply_migrations(conn, migration_files()[:1])
+        self.assertEqual(caught.exception.diag.message_primary,
+                         f"migration 001 is already applied: runs_schema_migrations exists in schema {there}")
+        self.value(conn, f"DROP TABLE {there}.runs_schema_migrations")
+        with self.assertRaises(psycopg2.Error) as caught:
+            apply_migrations(conn, migration_files()[:1])
+        self.assertEqual(caught.exception.diag.message_primary,
+                         f"migration 001 refused: a table runs exists already in schema {there}; rename it or "
+                         "apply the migrations in another schema")
+
+    # ------------------------------------------------------- migration 004
+
+    def test_a_runs_id_never_changes_and_an_active_run_is_never_deleted(self):
+        conn = self.connect(self.schema())
+        self.assertEqual(self.value(conn, "SELECT start_run('a')"), 1)
+        self.assertEqual(self.value(conn, "SELECT start_run('b', 'api', 'k')"), 2)
+        self.assertEqual(self.value(conn, "SELECT fail_run(2, 'done')"), "updated")
+        dump = "SELECT id, status FROM runs ORDER BY id"
+        before = self.rows(conn, dump)
+        id_refusal = ("23514", "runs: the id of a run never changes: it is the run's fencing token; "
+                               "start a new run instead")
+        delete_refusal = ("23514", "runs: an active run is never deleted: end it first with complete_run(), "
+                                   "fail_run() or cancel_run(); finished runs may be deleted")
+        for sql, refusal in [
+                ("UPDATE runs SET id = DEFAULT WHERE id = 1", id_refusal),
+                ("UPDATE runs SET id = DEFAULT WHERE id = 2", id_refusal),
+                ("UPDATE runs SET id = 7 WHERE id = 2", ("428C9", 'column "id" can only be updated to DEFAULT')),
+                ("DELETE FROM runs WHERE id = 1", delete_refusal),
+                ("DELETE FROM runs", delete_refusal),
+                ("TRUNCATE runs", delete_refusal)]:
+            with self.subTest(sql=sql):
+                self.assertEqual(self.error(conn, sql), refusal)
+                self.assertEqual(self.rows(conn, dump), before)
+        self.value(conn, "DELETE FROM runs WHERE id = 2")  # history may be pruned
+        self.assertEqual(self.value(conn, "SELECT cancel_run(1)"), "updated")
+        self.value(conn, "TRUNCATE runs")
+        self.assertEqual(self.rows(conn, dump), [])
+        self.assertIsNone(self.value(conn, "SELECT run_info(1)"))
+
+    # ------------------------------------------------------------ upgrade
+
+    RELEASED_003 = "db09b55"  # the last commit whose 003 held the functions
+
+    def released_003(self):
+        try:
+            return subprocess.run(["git", "-C", ROOT, "show", f"{self.RELEASED_003}:sql/postgres/003_run_owners.sql"],
+                                  check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.skipTest(f"the released 003 (git show {self.RELEASED_003}) is not available here: {e}")
+
+    def test_a_schema_at_version_3_upgrades_with_004_and_the_functions_while_an_owner_works(self):
+        old_003 = self.released_003()
+        name = self.schema(migrate=False)
+        conn = self.connect(name)
+        apply_migrations(conn, migration_files()[:2])
+        self.value(conn, "BEGIN")
+        self.value(conn, old_003)
+        self.value(conn, "COMMIT")
+        owner, other = self.connect(name), self.connect(name)
+        self.assertEqual(self.value(owner, "SELECT start_run('full', 'api', 'k')"), 1)
+        self.assertEqual(self.value(owner, "SELECT mark_run_running(1)"), "updated")
+        apply_migrations(conn, migration_files()[3:] + [FUNCTIONS])
+        self.assertEqual(self.value(conn, "SELECT max(version) FROM runs_schema_migrations"), 4)
+        self.assertIsNone(self.value(conn, "SELECT to_regproc('runs_session_start')"))
+        # The owner's lock of the old identity still protects its run.
+        self.assertEqual(self.error(other, "SELECT start_run('full', 'api', 'k')")[0], "23505")
+        self.assertEqual(self.value(other, "SELECT reap_stale_runs()"), 0)
+        self.assertEqual(self.value(owner, "SELECT heartbeat_run(1)"), "ok")
+        pid = self.value(owner, "SELECT pg_backend_pid()")
+        owner.close()
+        self.wait_session_gone(pid)
+        self.assertEqual(self.value(other, "SELECT start_run('full', 'api', 'k')"), 2)
+        self.assertEqual(self.value(other, "SELECT error_message FROM runs WHERE id = 1"),
+                         f"abandoned: owner session {pid} from 127.0.0.1 is gone")
+
     # ------------------------------------------------------------ functions
 
     def test_the_functions_file_can_be_applied_again_and_needs_the_migrations(self):
@@ -161,7 +194,7 @@ class PgTest(unittest.TestCase):
         with self.assertRaises(psycopg2.Error) as caught:
             apply_migrations(conn, [FUNCTIONS])
         self.assertEqual(caught.exception.diag.message_primary,
-                         f"functions.sql needs migration 003 in schema {name}: apply sql/postgres/0*.sql first")
+                         f"functions.sql needs migration 004 in schema {name}: apply sql/postgres/0*.sql first")
         apply_migrations(conn, migration_files()[2:] + [FUNCTIONS])
         self.assertEqual(self.value(conn, "SELECT start_run('full')"), 1)
         # Applied again over a run in progress: same functions, same data.

@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "postgres"))
 
-from pg_server import PgServer, apply_migrations, migration_files  # noqa: E402
+from pg_server import PgServer, create_schema, migration_files  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 WORKER = os.path.join(HERE, "pg_race_worker.py")
@@ -168,14 +168,10 @@ class PgRace(unittest.TestCase):
     def database(self, all_migrations=True):
         """A fresh schema with the migrations and the history trigger; its dsn."""
         PgRace.count += 1
-        schema = f"race{PgRace.count}"
-        admin = SERVER.connect()
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA {schema}")
-        admin.close()
+        schema = create_schema(SERVER, f"race{PgRace.count}",
+                               None if all_migrations else migration_files()[:1])
         self.conn = SERVER.connect(search_path=schema)
         self.addCleanup(self.conn.close)
-        apply_migrations(self.conn, None if all_migrations else migration_files()[:1])
         with self.conn.cursor() as cur:
             cur.execute(HISTORY)
         return SERVER.dsn(search_path=schema)
