@@ -74,25 +74,50 @@ install(CODE "
   file(REMOVE_RECURSE \"\${pc_tmp}\")
 ")
 
-# cpack -G DEB: a Debian package that installs under /usr.
+# cpack -G DEB: a Debian package that installs under /usr, clean for lintian
+# (tests/install/lintian.sh) when built as docs/install.md says: configured
+# with the prefix /usr, so that the library and the pkg-config file go to
+# Debian's multiarch <libdir> (lib/x86_64-linux-gnu), where a module needs no
+# ldconfig call in maintainer scripts and pkg-config finds the file for the
+# right architecture.
 set(CPACK_PACKAGE_NAME "sqlite-runs")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
+# A native package (no Debian revision: 0.1.0): upstream makes it from its own
+# tree, so its changelog is changelog.gz. (With a revision, 0.1.0-1, lintian
+# wants the only changelog entry to close the bug that asked for the package.)
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "SQLite extension: at most one active run per key, across processes")
-set(CPACK_PACKAGE_DESCRIPTION
-    "A SQLite loadable extension that keeps at most one active run (a pipeline, an import, a sync) per key, across every process that opens the database. Load runs.so into any SQLite 3.34 or later: the sqlite3 shell, Python, Node, Tcl, Perl.")
-set(CPACK_PACKAGE_CONTACT "sqlite-runs maintainers <sqlite-runs@localhost>")
+# Lines of at most 80 characters (Debian Policy 3.4.1).
+string(JOIN "\n" CPACK_PACKAGE_DESCRIPTION
+  "A SQLite loadable extension that keeps at most one active run (a pipeline,"
+  "an import, a sync) per key, across every process that opens the database."
+  "Load runs.so into any SQLite 3.34 or later: the sqlite3 shell, Python, Node,"
+  "Tcl, Perl.")
+set(RUNS_PACKAGE_MAINTAINER "sqlite-runs authors <maintainers@sqlite-runs.invalid>"
+    CACHE STRING "The Debian package's Maintainer, and the author of its changelog entry")
+set(CPACK_PACKAGE_CONTACT "${RUNS_PACKAGE_MAINTAINER}")
 set(CPACK_GENERATOR "DEB")
-# The package's prefix, whatever the build was configured with. CPack installs
-# into its staging folder with DESTDIR and CMAKE_INSTALL_PREFIX=/usr, so the
-# pkg-config file names /usr. <libdir> is still the configured one: configure
-# with -DCMAKE_INSTALL_PREFIX=/usr for Debian's lib/x86_64-linux-gnu.
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME "DEB-DEFAULT")
 set(CPACK_DEBIAN_PACKAGE_SECTION "database")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # libc6, libstdc++6, libgcc-s1: never libsqlite3
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "sqlite3")
+# The license goes with the docs: as LICENSE, or in a Debian package as its
+# copyright file (machine-readable, made from LICENSE), with the package's
+# changelog.gz (cmake/debian_docs.cmake writes both at configure time).
+# cpack tells the install which one it is (CPACK_CUSTOM_INSTALL_VARIABLES).
+include("${CMAKE_CURRENT_LIST_DIR}/debian_docs.cmake")
+set(CPACK_CUSTOM_INSTALL_VARIABLES "RUNS_DEBIAN_PACKAGE=ON")
+install(CODE "
+  if(RUNS_DEBIAN_PACKAGE)
+    set(license_files \"${RUNS_DEBIAN_COPYRIGHT}\" \"${RUNS_DEBIAN_CHANGELOG}\")
+  else()
+    set(license_files \"${CMAKE_SOURCE_DIR}/LICENSE\")
+  endif()
+  file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/${RUNS_INSTALL_DOCDIR}\" TYPE FILE
+       FILES \${license_files})
+")
 set(CPACK_SOURCE_GENERATOR "TGZ")
 set(CPACK_SOURCE_IGNORE_FILES "/\\\\.git/" "/build/" "/node_modules/" "__pycache__")
 include(CPack)
