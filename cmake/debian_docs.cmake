@@ -9,14 +9,14 @@
 #                          compressed with gzip -9n as Debian Policy 12.7 asks
 # The changelog's date is the configure time, or SOURCE_DATE_EPOCH when set
 # (string(TIMESTAMP) honours it), for a reproducible package.
-set(debian_dir "${CMAKE_BINARY_DIR}/package/debian")
+set(debian_dir "${PROJECT_BINARY_DIR}/package/debian")
 set(RUNS_DEBIAN_COPYRIGHT "${debian_dir}/copyright")
 set(RUNS_DEBIAN_CHANGELOG "${debian_dir}/changelog.gz")
-set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-             "${CMAKE_SOURCE_DIR}/LICENSE")
+set_property(DIRECTORY "${PROJECT_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             "${PROJECT_SOURCE_DIR}/LICENSE")
 
 # LICENSE: a title line ("MIT License"), the copyright line, then the text.
-file(STRINGS "${CMAKE_SOURCE_DIR}/LICENSE" license_lines)
+file(STRINGS "${PROJECT_SOURCE_DIR}/LICENSE" license_lines)
 set(copyright "")
 set(license_text "")
 foreach(line IN LISTS license_lines)
