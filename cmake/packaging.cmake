@@ -20,24 +20,24 @@ set(RUNS_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/sqlite-runs")
 set(RUNS_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 
 install(TARGETS runs EXPORT sqlite-runs-targets LIBRARY DESTINATION "${RUNS_INSTALL_MODULEDIR}")
-install(DIRECTORY "${CMAKE_SOURCE_DIR}/sql/" DESTINATION "${RUNS_INSTALL_SQLDIR}"
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/sql/" DESTINATION "${RUNS_INSTALL_SQLDIR}"
         FILES_MATCHING PATTERN "*.sql")
-install(FILES "${CMAKE_SOURCE_DIR}/README.md" DESTINATION "${RUNS_INSTALL_DOCDIR}")
-install(DIRECTORY "${CMAKE_SOURCE_DIR}/docs/" DESTINATION "${RUNS_INSTALL_DOCDIR}/docs")
+install(FILES "${PROJECT_SOURCE_DIR}/README.md" DESTINATION "${RUNS_INSTALL_DOCDIR}")
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/docs/" DESTINATION "${RUNS_INSTALL_DOCDIR}/docs")
 
 # The CMake package: relocatable, every path relative to where it is found.
 install(EXPORT sqlite-runs-targets NAMESPACE sqlite-runs:: DESTINATION "${RUNS_INSTALL_CMAKEDIR}")
 configure_package_config_file(
-  "${CMAKE_SOURCE_DIR}/cmake/sqlite-runs-config.cmake.in"
-  "${CMAKE_BINARY_DIR}/package/sqlite-runs-config.cmake"
+  "${PROJECT_SOURCE_DIR}/cmake/sqlite-runs-config.cmake.in"
+  "${PROJECT_BINARY_DIR}/package/sqlite-runs-config.cmake"
   INSTALL_DESTINATION "${RUNS_INSTALL_CMAKEDIR}"
   PATH_VARS RUNS_INSTALL_EXTENSION RUNS_INSTALL_SQLDIR)
 # 0.x: a new minor version may change the schema or the functions.
 write_basic_package_version_file(
-  "${CMAKE_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
+  "${PROJECT_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
   COMPATIBILITY SameMinorVersion)
-install(FILES "${CMAKE_BINARY_DIR}/package/sqlite-runs-config.cmake"
-              "${CMAKE_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
+install(FILES "${PROJECT_BINARY_DIR}/package/sqlite-runs-config.cmake"
+              "${PROJECT_BINARY_DIR}/package/sqlite-runs-config-version.cmake"
         DESTINATION "${RUNS_INSTALL_CMAKEDIR}")
 
 # The pkg-config file names absolute paths, so it is written when installing,
@@ -61,13 +61,13 @@ if(IS_ABSOLUTE "${RUNS_INSTALL_PKGCONFIGDIR}")
 else()
   set(pc_destination "\${CMAKE_INSTALL_PREFIX}/${RUNS_INSTALL_PKGCONFIGDIR}")
 endif()
-configure_file("${CMAKE_SOURCE_DIR}/cmake/sqlite-runs.pc.in" "${CMAKE_BINARY_DIR}/package/sqlite-runs.pc.in" @ONLY)
+configure_file("${PROJECT_SOURCE_DIR}/cmake/sqlite-runs.pc.in" "${PROJECT_BINARY_DIR}/package/sqlite-runs.pc.in" @ONLY)
 # A folder of its own for each destination: installs may run in parallel.
 install(CODE "
-  file(READ \"${CMAKE_BINARY_DIR}/package/sqlite-runs.pc.in\" pc)
+  file(READ \"${PROJECT_BINARY_DIR}/package/sqlite-runs.pc.in\" pc)
   string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" pc \"\${pc}\")
   string(MD5 pc_tmp \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
-  set(pc_tmp \"${CMAKE_BINARY_DIR}/package/install-\${pc_tmp}\")
+  set(pc_tmp \"${PROJECT_BINARY_DIR}/package/install-\${pc_tmp}\")
   file(WRITE \"\${pc_tmp}/sqlite-runs.pc\" \"\${pc}\")
   file(INSTALL DESTINATION \"${pc_destination}\"
        TYPE FILE FILES \"\${pc_tmp}/sqlite-runs.pc\")
@@ -113,7 +113,7 @@ install(CODE "
   if(RUNS_DEBIAN_PACKAGE)
     set(license_files \"${RUNS_DEBIAN_COPYRIGHT}\" \"${RUNS_DEBIAN_CHANGELOG}\")
   else()
-    set(license_files \"${CMAKE_SOURCE_DIR}/LICENSE\")
+    set(license_files \"${PROJECT_SOURCE_DIR}/LICENSE\")
   endif()
   file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/${RUNS_INSTALL_DOCDIR}\" TYPE FILE
        FILES \${license_files})
