@@ -14,12 +14,13 @@ N2 cycles (memory_bench's `loop` mode); the difference divided by N2 - N1 is
 the cost of one cycle, without the setup (migration, preparation) that both
 runs share.
 """
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+
+from bench_json import emit, json_path
 
 LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*?)\s*(?:\[(.*)\])?\s*$")
 
@@ -72,7 +73,7 @@ def main(argv):
         return 2
     memory_bench, extension = argv[1], argv[2]
     brief = "--brief" in argv
-    out = argv[argv.index("--json") + 1] if "--json" in argv else None
+    out = json_path(argv)
     n1, n2 = (20, 40) if brief else (500, 1500)
     result = {"cycles": [n1, n2]}
     with tempfile.TemporaryDirectory(prefix="runs-profile-",
@@ -101,12 +102,7 @@ def main(argv):
     hand = result["handwritten"]["ir_per_cycle"]
     result["ratio"] = result["extension"]["ir_per_cycle"] / hand
     result["ratio_calls_floor"] = result["handwritten+calls"]["ir_per_cycle"] / hand
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out:
-        with open(out, "w") as f:
-            f.write(text + "\n")
-    return 0
+    return emit(result, out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ synchronous=NORMAL and FULL. The result is the median over the rounds of the
 time per cycle of each and of their ratio. It prints one JSON object.
 """
 import contextlib
-import json
 import os
 import shutil
 import sqlite3
@@ -29,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+from bench_json import emit, json_path
 
 
 @contextlib.contextmanager
@@ -149,7 +150,7 @@ def main(argv):
         return 2
     extension = argv[1]
     brief = "--brief" in argv
-    out = argv[argv.index("--json") + 1] if "--json" in argv else None
+    out = json_path(argv)
     rounds = 2 if brief else 15
     cycles = {"NORMAL": 50 if brief else 2000, "FULL": 5 if brief else 300}
     directory = tempfile.mkdtemp(prefix="runs-bench-", dir=os.environ.get("RUNS_BENCH_DIR", "."))
@@ -176,13 +177,8 @@ def main(argv):
             results[f"sync:{synchronous}"] = entry
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    text = json.dumps({"python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
-                       "results": results}, indent=2)
-    print(text)
-    if out:
-        with open(out, "w") as f:
-            f.write(text + "\n")
-    return 0
+    return emit({"python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
+                 "results": results}, out)
 
 
 if __name__ == "__main__":

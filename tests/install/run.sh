@@ -46,6 +46,11 @@ case $mode in
     case $depends in *sqlite*) fail "Depends names SQLite, which the extension never links: $depends" ;; esac
     echo "ok: Depends: $depends"
     same "files outside /usr" "$(dpkg-deb -c "$deb" | awk '{print $6}' | grep -v '^\./usr/' || true)" ""
+    files=$(dpkg-deb -c "$deb" | awk '{print $6}')
+    for doc in copyright changelog.gz; do
+      echo "$files" | grep -qx "./usr/share/doc/sqlite-runs/$doc" || fail "no /usr/share/doc/sqlite-runs/$doc"
+    done
+    echo "ok: copyright and changelog.gz"
     dpkg-deb -x "$deb" "$work/root"
     root=$work/root
     prefix=/usr
@@ -64,6 +69,9 @@ for sql in "$source"/sql/[0-9][0-9][0-9]_*.sql; do
 done
 diff -r "$source/docs" "$installed/share/doc/sqlite-runs/docs" || fail "docs/ differs when installed"
 cmp "$source/README.md" "$installed/share/doc/sqlite-runs/README.md" || fail "README.md differs"
+if [ "$mode" = prefix ]; then  # the package has its copyright file instead
+  cmp "$source/LICENSE" "$installed/share/doc/sqlite-runs/LICENSE" || fail "LICENSE differs when installed"
+fi
 echo "ok: sql/, docs/ and README.md"
 
 # pkg-config, restricted to this install's .pc.

@@ -50,6 +50,7 @@
 
 #include "child_process.h"
 #include "history.h"
+#include "system.h"
 #include "temp_dir.h"
 #include "test_db.h"
 
@@ -57,8 +58,10 @@ extern char** environ;
 
 namespace {
 
+using runs_test::host_name;
 using runs_test::max_active;
 using runs_test::overlaps;
+using runs_test::read_text;
 using runs_test::replay;
 using runs_test::Replay;
 using runs_test::TempDir;
@@ -76,14 +79,6 @@ std::string busy_handler() {
 // A generous guard against a hung worker, not a timing assertion: waiting
 // longer than this for a worker's byte kills the workers and fails the test.
 constexpr int kHangGuardMs = 120'000;
-
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 enum class Schema {
   kMigration001,  // sql/001_create_runs.sql executed as text: no concurrency_key, no index
@@ -103,12 +98,12 @@ void create_database(const std::string& path, Schema schema) {
     return;
   }
   if (schema == Schema::kMigration001) {
-    db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
+    db.exec(read_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
     EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1");
     EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'concurrency_key'"), "0");
   } else if (schema == Schema::kMigration002) {
-    db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
-    db.exec(file_text(RUNS_SOURCE_DIR "/sql/002_one_active_run.sql"));
+    db.exec(read_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
+    db.exec(read_text(RUNS_SOURCE_DIR "/sql/002_one_active_run.sql"));
     EXPECT_EQ(db.value("SELECT group_concat(version) FROM runs_schema_migrations"), "1,2");
     EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
     EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), "0");
@@ -785,12 +780,6 @@ unsigned kill_seed() {
             << " replays it)" << std::endl;
   ::testing::Test::RecordProperty("kill_seed", std::to_string(seed));
   return seed;
-}
-
-std::string host_name() {
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  return host;
 }
 
 TEST(Race, KilledOwnersAreReclaimedAndTheInvariantHolds) {

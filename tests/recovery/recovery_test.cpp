@@ -12,22 +12,18 @@
 #include <fstream>
 #include <string>
 
+#include "system.h"
 #include "temp_dir.h"
 #include "test_db.h"
 #include "worker_process.h"
 
 namespace {
 
+using runs_test::host_name;
 using runs_test::kLatestSchemaVersion;
 using runs_test::TempDir;
 using runs_test::TestDb;
 using runs_test::WorkerProcess;
-
-std::string host_name() {
-  char host[HOST_NAME_MAX + 1] = {};
-  gethostname(host, sizeof host - 1);
-  return host;
-}
 
 constexpr const char* kIsoGlob =
     "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'";

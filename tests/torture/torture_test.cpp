@@ -107,12 +107,15 @@
 
 #include "child_process.h"
 #include "history.h"
+#include "system.h"
 #include "temp_dir.h"
 #include "test_db.h"
 
 namespace {
 
 using runs_test::ChildProcess;
+using runs_test::host_name;
+using runs_test::read_text;
 using runs_test::TempDir;
 using runs_test::TestDb;
 using Clock = std::chrono::steady_clock;
@@ -129,20 +132,6 @@ constexpr int kHangGuardMs = 120'000;
 const std::vector<std::string> kOtherCalls = {"mark_run_running", "update_run_progress", "heartbeat_run",
                                               "complete_run",     "fail_run",            "cancel_run",
                                               "reap_stale_runs"};
-
-std::string host_name() {
-  char host[HOST_NAME_MAX + 1] = {};
-  gethostname(host, sizeof host - 1);
-  return host;
-}
-
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 unsigned long long env_number(const char* name, unsigned long long otherwise) {
   const char* value = std::getenv(name);
@@ -397,8 +386,8 @@ class Torture {
     const TestDb db(path_);
     EXPECT_EQ(db.value("PRAGMA journal_mode = " + mode_), mode_);
     if (start != Start::kEmpty) {
-      db.exec(file_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
-      if (start == Start::kVersion2) db.exec(file_text(RUNS_SOURCE_DIR "/sql/002_one_active_run.sql"));
+      db.exec(read_text(RUNS_SOURCE_DIR "/sql/001_create_runs.sql"));
+      if (start == Start::kVersion2) db.exec(read_text(RUNS_SOURCE_DIR "/sql/002_one_active_run.sql"));
       for (int run = 0; run < 2; ++run) {
         db.exec(
             "INSERT INTO runs (scope, status, triggered_by, created_at, started_at, finished_at)"

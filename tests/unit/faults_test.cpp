@@ -10,20 +10,16 @@
 // Already covered elsewhere: read-only connections and PRAGMA query_only
 // (errors_test.cpp ReadOnly.*), a lock held by another connection of this
 // process (Busy.*, BusyCommit.*), out of memory (heap_limit_test.cpp).
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
+#include "child_process.h"
 #include "fault_vfs.h"
 #include "unit_helpers.h"
-
-extern char** environ;
 
 namespace {
 
@@ -251,31 +247,11 @@ TEST(NoJournal, StartRunRunsMigrateAndTransitions) {
 class LockHolder {
  public:
   LockHolder(const std::string& path, const std::string& mode) {
-    int in[2];
-    int out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    std::vector<std::string> args = {LOCK_HOLDER_PATH, path, mode};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    const int rc = posix_spawn(&pid_, LOCK_HOLDER_PATH, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(in[0]);
-    close(out[1]);
-    to_holder_ = in[1];
-    from_holder_ = out[0];
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn " << LOCK_HOLDER_PATH << ": " << std::strerror(rc);
-      pid_ = -1;
-      return;
-    }
+    const ChildProcess child = spawn_child({LOCK_HOLDER_PATH, path, mode});
+    pid_ = child.pid;
+    to_holder_ = child.in;
+    from_holder_ = child.out;
+    if (pid_ < 0) return;
     // Wait for "locked\n"; the timeout only guards against a hung holder.
     std::string said;
     while (said.find('\n') == std::string::npos) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "system.h"
 #include "test_db.h"
 
 namespace runs_test {
@@ -91,14 +92,6 @@ inline Rows dump(const TestDb& db) {
 // sqlite_schema as (type, name, tbl_name, sql), for schema comparisons.
 inline Rows schema(const TestDb& db) {
   return rows(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name");
-}
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // The text of sql/00N_*.sql, N from 1 to 3.
