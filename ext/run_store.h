@@ -62,6 +62,11 @@ class RunStore {
   // returns the schema version reached.
   int migrate();
 
+  // What a column of INTEGER affinity would store for `value` (a TEXT), when
+  // that is an integer: '42', ' 42 ', '42.0' and '4.2e1' are 42; '4.5',
+  // '42abc' and '' are nothing. SQLite's own conversion does it.
+  std::optional<sqlite3_int64> integer_affinity(sqlite3_value* value);
+
   StatementCache& statements() noexcept { return statements_; }
 
  private:
@@ -71,6 +76,7 @@ class RunStore {
     kCommit,
     kRollback,
     kAddStaleness,
+    kIntegerAffinity,
     kActiveRun,  // the first statement that needs the runs schema
     kActiveRunLease,
     kActiveRunsLease,
