@@ -62,8 +62,12 @@
 #include "close_hook.h"
 #include "functions.h"
 #include "host_version.h"
+#include "sqlite-runs.h"
 #include "sqlite.h"
 
+// Loadable (runs.so): the API table's pointer, local to the library (its
+// version script exports the entry point only). Static (SQLITE_CORE): nothing;
+// the calls go to the program's SQLite directly.
 SQLITE_EXTENSION_INIT1
 
 namespace {
