@@ -6,7 +6,7 @@
 #       LIBS: the archive and the C++ runtime, INCLUDE: the folder of sqlite-runs.h
 # The Go build cache lives in BUILD_DIR/go, so go-sqlite3 compiles once.
 set -eu
-mode=$1 build=$2
+mode=$1 build=$(mkdir -p "$2" && cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 export GO111MODULE=off GOFLAGS= GOPROXY=off
 export GOPATH="$here:/usr/share/gocode" GOCACHE="$build/go/cache"

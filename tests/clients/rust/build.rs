@@ -4,7 +4,10 @@
 // time and links nothing of sqlite-runs.
 fn main() {
     println!("cargo:rerun-if-env-changed=RUNS_STATIC_LIBS");
-    if let Ok(libs) = std::env::var("RUNS_STATIC_LIBS") {
+    let libs = std::env::var("RUNS_STATIC_LIBS").unwrap_or_default();
+    if !libs.trim().is_empty() {
+        // static_client is built without it otherwise, and says so when run.
+        println!("cargo:rustc-cfg=runs_static");
         for flag in libs.split_whitespace() {
             println!("cargo:rustc-link-arg-bin=static_client={flag}");
         }

@@ -6,7 +6,7 @@
 #   run.sh BUILD_DIR STATIC_LIBS static          static_client: libsqlite-runs.a
 # STATIC_LIBS: static_client's link flags (the archive and the C++ runtime).
 set -eu
-build=$1 libs=$2
+build=$(mkdir -p "$1" && cd "$1" && pwd) libs=$2
 here=$(cd "$(dirname "$0")" && pwd)
 target=$build/rust
 # Debian's toolchain, whatever a rustup installation puts first on PATH.

@@ -1,10 +1,14 @@
 //! static_client CASES_JSON DATABASE: libsqlite-runs.a linked in (build.rs),
 //! registered with sqlite3_auto_extension() before the first connection opens,
 //! and the shared cases run on a plain rusqlite connection.
+#[cfg(runs_static)]
 use rusqlite::ffi;
+#[cfg(runs_static)]
 use rusqlite::Connection;
+#[cfg(runs_static)]
 use std::os::raw::{c_char, c_int, c_void};
 
+#[cfg(runs_static)]
 extern "C" {
     // sqlite-runs.h
     fn sqlite3_runs_init(
@@ -14,6 +18,13 @@ extern "C" {
     ) -> c_int;
 }
 
+#[cfg(not(runs_static))]
+fn main() {
+    println!("skipped: built without RUNS_STATIC_LIBS (the build has no static library)");
+    std::process::exit(77);
+}
+
+#[cfg(runs_static)]
 fn main() -> rusqlite::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let cases = std::fs::read_to_string(&args[1]).expect("cases.json");
