@@ -294,6 +294,12 @@ class Conformance(unittest.TestCase):
             ("SELECT run_status(?)", ("one",), per_engine(
                 sqlite=Err("bad_argument", "run_status(): id must be an integer, got text"),
                 postgres=Err("22P02", 'invalid input syntax for type bigint: "one"'))),
+            # A value typed text (a driver that binds strings as text or
+            # varchar, as JDBC's setString() does) finds no function on
+            # PostgreSQL: only an untyped literal or parameter becomes bigint.
+            ("SELECT run_status(CAST(? AS TEXT))", ("1",), per_engine(
+                sqlite="pending",
+                postgres=Err(not_a_function, "function run_status(text) does not exist"))),
             # bigint's input syntax takes no decimal point; INTEGER affinity does.
             ("SELECT run_status(?)", ("1.0",), per_engine(
                 sqlite="pending",
