@@ -34,6 +34,9 @@ constexpr const char* kSqlText[] = {
     /* kBegin */ "BEGIN IMMEDIATE",
     /* kCommit */ "COMMIT",
     /* kRollback */ "ROLLBACK",
+    /* kSavepoint */ "SAVEPOINT runs_call",
+    /* kRelease */ "RELEASE runs_call",
+    /* kRollbackTo */ "ROLLBACK TO runs_call",
     /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3)",
     // In the comparison, the CAST's NUMERIC affinity converts ?1 as a column
     // would: the whole text or nothing (CAST alone reads a prefix, 'x' as 0).
@@ -92,6 +95,17 @@ constexpr const char* kSqlText[] = {
     " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
     " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
     " FROM main.runs WHERE id = ?1",
+    /* kStartAnswer */
+    "SELECT json_object('started', json(?2), 'id', id, 'scope', scope, 'status', status,"
+    " 'since', coalesce(started_at, created_at)) FROM main.runs WHERE id = ?1",
+    /* kReapOwnerless: julianday() reads the time stamps of older writers too
+       ('2026-01-01 12:00:00', '...+00:00'); one it cannot read is never old. */
+    "UPDATE main.runs SET status = 'failed', finished_at = " RUNS_NOW ","
+    " error_message = 'abandoned: no owner recorded, and ' || status || ' since '"
+    " || coalesce(started_at, created_at) || ', more than ' || ?2 || ' seconds ago'"
+    " WHERE status IN ('pending', 'running') AND owner_pid IS NULL"
+    " AND (?1 IS NULL OR concurrency_key = ?1)"
+    " AND julianday(coalesce(started_at, created_at)) < julianday('now') - ?2 / 86400.0",
 };
 
 #undef RUNS_LEASE_COLUMNS
@@ -169,8 +183,26 @@ int RunStore::schema_version() {
 }
 
 const Owner& RunStore::self() {
-  if (!self_ || self_->pid != getpid()) self_ = liveness_.self();
+  if (!self_ || (self_->pid != getpid() && named_by_ != getpid())) {
+    self_ = liveness_.self();
+    named_by_ = 0;
+  }
   return *self_;
+}
+
+sqlite3_int64 RunStore::name_owner(sqlite3_int64 pid) {
+  const auto started = liveness_.start_time(pid);
+  if (!started) {
+    throw Error(SQLITE_ERROR, "no live process has pid " + std::to_string(pid) +
+                                  " in this pid namespace: name a process that runs while the "
+                                  "run is active, such as the calling script ($$)");
+  }
+  Owner owner = liveness_.self();
+  owner.pid = pid;
+  owner.start_time = *started;
+  self_ = std::move(owner);
+  named_by_ = getpid();
+  return pid;
 }
 
 void RunStore::bind_owner(Query& query, int first) {
@@ -182,10 +214,21 @@ void RunStore::bind_owner(Query& query, int first) {
       .bind(first + 4, owner.start_time);
 }
 
-sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view triggered_by,
-                                  std::string_view key,
-                                  std::optional<sqlite3_int64> lease_seconds) {
-  Transaction::require_standalone(db_);
+WriteTransaction::Statements RunStore::write_statements() {
+  return {statement(kBegin),     statement(kCommit),  statement(kRollback),
+          statement(kSavepoint), statement(kRelease), statement(kRollbackTo)};
+}
+
+sqlite3_int64 RunStore::start_run(const StartRequest& request) {
+  return start(request, true).id;
+}
+
+std::string RunStore::try_start_run(const StartRequest& request) {
+  return start(request, false).json;
+}
+
+RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
+  WriteTransaction::require_allowed(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   // Every statement is prepared, and the schema checked, before BEGIN: inside
   // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
@@ -194,41 +237,55 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
   Statement& find_active = statement(kActiveRunLease);
   Statement& fail = statement(kFail);
   Statement& insert = statement(kInsertRun);
-  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  Statement* answer = refuse_when_active ? nullptr : &statement(kStartAnswer);
+  WriteTransaction transaction(db_, write_statements());
   std::optional<std::pair<sqlite3_int64, std::string>> abandoned;
+  std::optional<sqlite3_int64> holder;
   {
     Query active(find_active);
-    active.bind(1, key);
+    active.bind(1, request.key);
     if (active.step()) {
       const RunLease run = read_lease(active);
       auto reason = abandoned_reason(run.lease, self(), liveness_);
-      if (!reason) {
+      if (reason) {
+        abandoned.emplace(run.id, std::move(*reason));
+      } else if (refuse_when_active) {
         std::string message = "run " + std::to_string(run.id) + " is already active";
-        if (!key.empty()) message += " for concurrency_key " + quoted(key);
+        if (!request.key.empty()) message += " for concurrency_key " + quoted(request.key);
         message += " (scope " + quoted(run.scope) + ", status " + quoted(run.status) +
                    ", since " + run.since +
                    "): wait for it to finish, or end it with complete_run(), fail_run() or "
                    "cancel_run()";
         throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
+      } else {
+        holder = run.id;
       }
-      abandoned.emplace(run.id, std::move(*reason));
     }
   }
   if (abandoned) {
     Query(fail).bind(1, abandoned->first).bind(2, abandoned->second).run();
   }
-  Query query(insert);
-  query.bind(1, scope).bind(2, triggered_by).bind(3, key);
-  bind_owner(query, 4);
-  if (lease_seconds) {
-    query.bind(9, *lease_seconds);
-  } else {
-    query.bind_null(9);
+  if (!holder) {
+    Query query(insert);
+    query.bind(1, request.scope).bind(2, request.triggered_by).bind(3, request.key);
+    bind_owner(query, 4);
+    if (request.lease_seconds) {
+      query.bind(9, *request.lease_seconds);
+    } else {
+      query.bind_null(9);
+    }
+    query.run();
   }
-  query.run();
-  const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
+  Holder result{holder.value_or(sqlite3_last_insert_rowid(db_)), !holder, {}};
+  if (answer != nullptr) {
+    // Read inside the transaction, so that it is the run that holds the key.
+    Query query(*answer);
+    query.bind(1, result.id).bind(2, std::string_view(result.started ? "true" : "false"));
+    query.step();
+    result.json = query.text(0);
+  }
   transaction.commit();
-  return id;
+  return result;
 }
 
 std::optional<sqlite3_int64> RunStore::active_run(std::string_view key) {
@@ -258,9 +315,16 @@ Transition RunStore::complete(sqlite3_int64 id) {
   return outcome(id);
 }
 
-Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
+Transition RunStore::fail(sqlite3_int64 id, std::optional<std::string_view> message) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kFail)).bind(1, id).bind(2, message).run();
+  Query update(statement(kFail));
+  update.bind(1, id);
+  if (message) {
+    update.bind(2, *message);
+  } else {
+    update.bind_null(2);
+  }
+  update.run();
   return outcome(id);
 }
 
@@ -301,7 +365,12 @@ Transition RunStore::cancel(sqlite3_int64 id) {
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(kProgress));
-  update.bind(1, id).bind(2, progress.current).bind(3, progress.total);
+  update.bind(1, id).bind(2, progress.current);
+  if (progress.total) {
+    update.bind(3, *progress.total);
+  } else {
+    update.bind_null(3);
+  }
   if (progress.step) {
     update.bind(4, *progress.step);
   } else {
@@ -322,12 +391,14 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
                                                       : Heartbeat::kOk;
 }
 
-sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
+sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
+                                        std::optional<sqlite3_int64> ownerless_after_seconds) {
   Transaction::require_standalone(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
   // Prepared before BEGIN, as in start_run().
   Statement& find_active = statement(key ? kActiveRunLease : kActiveRunsLease);
   Statement& fail = statement(kFail);
+  Statement& fail_ownerless = statement(kReapOwnerless);
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   std::vector<std::pair<sqlite3_int64, std::string>> abandoned;
   {
@@ -343,8 +414,19 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
   for (const auto& [id, reason] : abandoned) {
     Query(fail).bind(1, id).bind(2, reason).run();
   }
+  auto reaped = static_cast<sqlite3_int64>(abandoned.size());
+  if (ownerless_after_seconds) {
+    Query ownerless(fail_ownerless);
+    if (key) {
+      ownerless.bind(1, *key);
+    } else {
+      ownerless.bind_null(1);
+    }
+    ownerless.bind(2, *ownerless_after_seconds).run();
+    reaped += sqlite3_changes(db_);
+  }
   transaction.commit();
-  return static_cast<sqlite3_int64>(abandoned.size());
+  return reaped;
 }
 
 std::optional<sqlite3_int64> RunStore::integer_affinity(sqlite3_value* value) {

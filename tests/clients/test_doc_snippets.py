@@ -7,7 +7,9 @@ stderr) must equal the text block, with TIME for timestamps as in
 tests/python/test_doc_examples.py, which runs the ```sql examples the same way.
 Before running, `build/runs` in the example becomes RUNS_EXTENSION (without
 .so) and `app.db` a file in a fresh folder; PHP runs with
-sqlite3.extension_dir set to RUNS_EXTENSION's folder.
+sqlite3.extension_dir set to RUNS_EXTENSION's folder. The README's examples,
+which a newcomer runs again and again, run twice on the same database and must
+print the same both times.
 
     RUNS_EXTENSION=build/runs.so PYTHON=/usr/bin/python3 NODE=node TCLSH=tclsh PERL=perl \\
         PHP=php RUBY=ruby GO=go JAVA=java SQLITE_JDBC=/usr/share/java/sqlite-jdbc.jar \\
@@ -155,19 +157,22 @@ class DocSnippetsTest(unittest.TestCase):
                 skipped.add(f"{lang} ({', '.join(missing(lang))} not given)")
                 continue
             with self.subTest(example=name):
+                times = 2 if name.startswith("README.md:") else 1
                 with tempfile.TemporaryDirectory(prefix="sqlite-runs-snippet-") as tmp:
                     program = (code.replace("build/runs", extension)
                                .replace("app.db", os.path.join(tmp, "app.db")))
                     argv, stdin, cwd, environment = command(lang, program, tmp)
-                    proc = subprocess.run(argv, input=stdin, cwd=cwd, env=environment, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          timeout=120)
-                actual = docs.comparable(proc.stdout, expected)
-                if actual != expected or proc.returncode != 0:
-                    diff = "".join(difflib.unified_diff(
-                        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-                        fromfile=f"{name} (docs)", tofile=f"{name} ({argv[0]})"))
-                    self.fail(f"{name}: exit status {proc.returncode}, output differs:\n{diff}")
+                    for run in range(1, times + 1):
+                        proc = subprocess.run(argv, input=stdin, cwd=cwd, env=environment,
+                                              text=True, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, timeout=120)
+                        actual = docs.comparable(proc.stdout, expected)
+                        if actual != expected or proc.returncode != 0:
+                            diff = "".join(difflib.unified_diff(
+                                expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                                fromfile=f"{name} (docs)", tofile=f"{name} ({argv[0]}, run {run})"))
+                            self.fail(f"{name}: run {run}: exit status {proc.returncode}, "
+                                      f"output differs:\n{diff}")
         if skipped:
             print("skipped: the examples in " + ", ".join(sorted(skipped)), file=sys.stderr)
 
