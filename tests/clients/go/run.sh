@@ -17,7 +17,18 @@ case $mode in
     exec "$build/go/runscases" "$here/../cases.json" "$build/go/load.db" "$3"
     ;;
   static)
-    CGO_CFLAGS="-I$4" CGO_LDFLAGS="$3" \
+    # Go's build cache knows the link flags, not the archive's content: link a
+    # copy named after its checksum, so that a rebuilt library is relinked.
+    libs=""
+    for flag in $3; do
+      case $flag in
+        *.a) copy=$build/go/lib-$(sha256sum "$flag" | cut -c1-16).a
+             [ -f "$copy" ] || cp "$flag" "$copy"
+             flag=$copy ;;
+      esac
+      libs="$libs $flag"
+    done
+    CGO_CFLAGS="-I$4" CGO_LDFLAGS="$libs" \
       go build -tags runs_static -o "$build/go/runscases-static" runscases
     exec "$build/go/runscases-static" "$here/../cases.json" "$build/go/static.db"
     ;;

@@ -9,6 +9,10 @@ fn main() {
         // static_client is built without it otherwise, and says so when run.
         println!("cargo:rustc-cfg=runs_static");
         for flag in libs.split_whitespace() {
+            if !flag.starts_with('-') {
+                // The archive: relink when it is rebuilt.
+                println!("cargo:rerun-if-changed={flag}");
+            }
             println!("cargo:rustc-link-arg-bin=static_client={flag}");
         }
     }
