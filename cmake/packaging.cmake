@@ -2,8 +2,11 @@
 #
 #   <libdir>/sqlite-runs/runs.so                      the extension; a folder of its
 #                                                     own, as for other loadable modules
+#   <libdir>/libsqlite-runs.a, <includedir>/sqlite-runs.h
+#                                                     the static library and its header
 #   <libdir>/cmake/sqlite-runs/                       find_package(sqlite-runs)
 #   <libdir>/pkgconfig/sqlite-runs.pc                 pkg-config --variable=extension sqlite-runs
+#   <libdir>/pkgconfig/sqlite-runs-static.pc          pkg-config --cflags --libs sqlite-runs-static
 #   <datadir>/sqlite-runs/sql/NNN_name.sql            the migrations, for migration tools
 #   <datadir>/doc/sqlite-runs/                        README.md and docs/
 #
@@ -19,7 +22,11 @@ set(RUNS_INSTALL_DOCDIR "${CMAKE_INSTALL_DATADIR}/doc/sqlite-runs")
 set(RUNS_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/sqlite-runs")
 set(RUNS_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 
-install(TARGETS runs EXPORT sqlite-runs-targets LIBRARY DESTINATION "${RUNS_INSTALL_MODULEDIR}")
+install(TARGETS runs runs_static EXPORT sqlite-runs-targets
+  LIBRARY DESTINATION "${RUNS_INSTALL_MODULEDIR}"
+  ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  PUBLIC_HEADER DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+  INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/sql/" DESTINATION "${RUNS_INSTALL_SQLDIR}"
         FILES_MATCHING PATTERN "*.sql")
 install(FILES "${PROJECT_SOURCE_DIR}/README.md" DESTINATION "${RUNS_INSTALL_DOCDIR}")
@@ -43,12 +50,10 @@ install(FILES "${PROJECT_BINARY_DIR}/package/sqlite-runs-config.cmake"
 # The pkg-config file names absolute paths, so it is written when installing,
 # for the prefix of that install (cmake --install --prefix, cpack), not for the
 # one given at configure time.
-foreach(dir IN ITEMS LIBDIR MODULEDIR SQLDIR)
-  if(dir STREQUAL "LIBDIR")
-    set(path "${CMAKE_INSTALL_LIBDIR}")
-  else()
-    set(path "${RUNS_INSTALL_${dir}}")
-  endif()
+set(RUNS_INSTALL_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+set(RUNS_INSTALL_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+foreach(dir IN ITEMS LIBDIR INCLUDEDIR MODULEDIR SQLDIR)
+  set(path "${RUNS_INSTALL_${dir}}")
   if(IS_ABSOLUTE "${path}")
     set(RUNS_PC_${dir} "${path}")
   else()
@@ -61,18 +66,23 @@ if(IS_ABSOLUTE "${RUNS_INSTALL_PKGCONFIGDIR}")
 else()
   set(pc_destination "\${CMAKE_INSTALL_PREFIX}/${RUNS_INSTALL_PKGCONFIGDIR}")
 endif()
-configure_file("${PROJECT_SOURCE_DIR}/cmake/sqlite-runs.pc.in" "${PROJECT_BINARY_DIR}/package/sqlite-runs.pc.in" @ONLY)
+# The static library's link line names the C++ runtime, for a C program.
+list(TRANSFORM RUNS_CXX_RUNTIME PREPEND "-l" OUTPUT_VARIABLE RUNS_PC_CXX_RUNTIME)
+list(JOIN RUNS_PC_CXX_RUNTIME " " RUNS_PC_CXX_RUNTIME)
 # A folder of its own for each destination: installs may run in parallel.
-install(CODE "
-  file(READ \"${PROJECT_BINARY_DIR}/package/sqlite-runs.pc.in\" pc)
-  string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" pc \"\${pc}\")
-  string(MD5 pc_tmp \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
-  set(pc_tmp \"${PROJECT_BINARY_DIR}/package/install-\${pc_tmp}\")
-  file(WRITE \"\${pc_tmp}/sqlite-runs.pc\" \"\${pc}\")
-  file(INSTALL DESTINATION \"${pc_destination}\"
-       TYPE FILE FILES \"\${pc_tmp}/sqlite-runs.pc\")
-  file(REMOVE_RECURSE \"\${pc_tmp}\")
-")
+foreach(pc_name IN ITEMS sqlite-runs sqlite-runs-static)
+  configure_file("${PROJECT_SOURCE_DIR}/cmake/${pc_name}.pc.in" "${PROJECT_BINARY_DIR}/package/${pc_name}.pc.in" @ONLY)
+  install(CODE "
+    file(READ \"${PROJECT_BINARY_DIR}/package/${pc_name}.pc.in\" pc)
+    string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" pc \"\${pc}\")
+    string(MD5 pc_tmp \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
+    set(pc_tmp \"${PROJECT_BINARY_DIR}/package/install-\${pc_tmp}\")
+    file(WRITE \"\${pc_tmp}/${pc_name}.pc\" \"\${pc}\")
+    file(INSTALL DESTINATION \"${pc_destination}\"
+         TYPE FILE FILES \"\${pc_tmp}/${pc_name}.pc\")
+    file(REMOVE_RECURSE \"\${pc_tmp}\")
+  ")
+endforeach()
 
 # cpack -G DEB: a Debian package that installs under /usr, clean for lintian
 # (tests/install/lintian.sh) when built as docs/install.md says: configured

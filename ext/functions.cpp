@@ -84,8 +84,11 @@ class Call {
     return {data, size};
   }
 
-  // Argument i as an integer. A REAL with an integral value is accepted too:
-  // JavaScript drivers bind every number as REAL.
+  // Argument i as an integer: an INTEGER, or a value that a column of INTEGER
+  // affinity would store as one. A REAL with an integral value (JavaScript
+  // drivers bind every number as REAL), and a TEXT that SQLite's own numeric
+  // conversion turns into an integer ('42', ' 42 ', '4.2e1': Perl's DBI and
+  // PHP bind numbers from strings as text) are accepted; other text is not.
   sqlite3_int64 integer(int i, const char* name) const {
     sqlite3_value* value = argv_[i];
     switch (sqlite3_value_type(value)) {
@@ -93,18 +96,18 @@ class Call {
         return sqlite3_value_int64(value);
       case SQLITE_FLOAT: {
         const double real = sqlite3_value_double(value);
+        if (const auto exact = exact_integer(real)) return *exact;
         char shortest[32];
         const auto end = std::to_chars(shortest, shortest + sizeof shortest, real).ptr;
         const std::string shown(shortest, end);
         if (std::trunc(real) != real) {
           throw Error(SQLITE_ERROR, std::string(name) + " must be an integer, got real " + shown);
         }
-        // 2^63 is exact as a double; every integral double below it fits.
-        if (real < -9223372036854775808.0 || real >= 9223372036854775808.0) {
-          throw Error(SQLITE_ERROR, std::string(name) + " is out of the 64-bit integer range, got real " + shown);
-        }
-        return static_cast<sqlite3_int64>(real);
+        throw Error(SQLITE_ERROR, std::string(name) + " is out of the 64-bit integer range, got real " + shown);
       }
+      case SQLITE_TEXT:
+        if (const auto converted = store_.integer_affinity(value)) return *converted;
+        [[fallthrough]];
       default:
         throw Error(SQLITE_ERROR,
                     std::string(name) + " must be an integer, got " + type_name(value));

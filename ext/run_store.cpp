@@ -39,6 +39,10 @@ constexpr const char* kSqlText[] = {
     /* kRelease */ "RELEASE runs_call",
     /* kRollbackTo */ "ROLLBACK TO runs_call",
     /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3)",
+    // In the comparison, the CAST's NUMERIC affinity converts ?1 as a column
+    // would: the whole text or nothing (CAST alone reads a prefix, 'x' as 0).
+    /* kIntegerAffinity */
+    "SELECT CASE WHEN ?1 = CAST(?1 AS NUMERIC) THEN CAST(?1 AS NUMERIC) END",
     /* kActiveRun */
     "SELECT id FROM main.runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
     /* kActiveRunLease */
@@ -424,6 +428,20 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
   }
   transaction.commit();
   return reaped;
+}
+
+std::optional<sqlite3_int64> RunStore::integer_affinity(sqlite3_value* value) {
+  Query query(statement(kIntegerAffinity));
+  query.bind(1, value);
+  if (!query.step()) return std::nullopt;
+  switch (query.type(0)) {
+    case SQLITE_INTEGER:
+      return query.int64(0);
+    case SQLITE_FLOAT:  // '1e30' or '4.5'; an integral one where a CAST keeps a REAL
+      return exact_integer(query.real(0));
+    default:
+      return std::nullopt;
+  }
 }
 
 std::optional<std::string> RunStore::status(sqlite3_int64 id) {

@@ -83,6 +83,11 @@ class RunStore {
   // rolls back with the caller's); returns the schema version reached.
   int migrate();
 
+  // What a column of INTEGER affinity would store for `value` (a TEXT), when
+  // that is an integer: '42', ' 42 ', '42.0' and '4.2e1' are 42; '4.5',
+  // '42abc' and '' are nothing. SQLite's own conversion does it.
+  std::optional<sqlite3_int64> integer_affinity(sqlite3_value* value);
+
   // Records the live process `pid` (of this host, boot and pid namespace),
   // rather than the calling process, as the owner of the runs that this
   // connection starts or marks running from now on: a shell script that calls
@@ -117,6 +122,7 @@ class RunStore {
     kRelease,
     kRollbackTo,
     kAddStaleness,
+    kIntegerAffinity,
     kActiveRun,  // the first statement that needs the runs schema
     kActiveRunLease,
     kActiveRunsLease,

@@ -6,6 +6,10 @@
 **   .load ./build/runs                      -- sqlite3 shell; or load_extension()
 **   SELECT runs_migrate();                  -- 3: schema version reached
 **
+** or, linked into a program as the static library (libsqlite-runs.a, built
+** from these sources with SQLITE_CORE), register it for every connection
+** (sqlite-runs.h): sqlite3_auto_extension((void (*)(void))sqlite3_runs_init).
+**
 ** Then run the lifecycle in SQL, each call a statement of its own:
 **
 **   SELECT start_run('full');               -- 1: id of the new pending run
@@ -65,8 +69,12 @@
 #include "close_hook.h"
 #include "functions.h"
 #include "host_version.h"
+#include "sqlite-runs.h"
 #include "sqlite.h"
 
+// Loadable (runs.so): the API table's pointer, local to the library (its
+// version script exports the entry point only). Static (SQLITE_CORE): nothing;
+// the calls go to the program's SQLite directly.
 SQLITE_EXTENSION_INIT1
 
 namespace {

@@ -1,5 +1,6 @@
 #include "statement.h"
 
+#include <cmath>
 #include <limits>
 
 namespace runs {
@@ -25,6 +26,13 @@ Error last_error(sqlite3* db, int rc) {
     default:
       return Error(code, sqlite3_errmsg(db));
   }
+}
+
+std::optional<sqlite3_int64> exact_integer(double real) noexcept {
+  if (std::trunc(real) != real) return std::nullopt;
+  // 2^63 is exact as a double; every integral double below it fits.
+  if (real < -9223372036854775808.0 || real >= 9223372036854775808.0) return std::nullopt;
+  return static_cast<sqlite3_int64>(real);
 }
 
 Statement::Statement(sqlite3* db, std::string_view sql, unsigned prepare_flags) : db_(db) {
@@ -67,6 +75,12 @@ Query& Query::bind_null(int index) {
   return *this;
 }
 
+Query& Query::bind(int index, sqlite3_value* value) {
+  const int rc = sqlite3_bind_value(stmt_, index, value);
+  if (rc != SQLITE_OK) throw last_error(db_, rc);
+  return *this;
+}
+
 bool Query::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
@@ -80,6 +94,10 @@ void Query::run() {
 }
 
 sqlite3_int64 Query::int64(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
+
+double Query::real(int column) const noexcept { return sqlite3_column_double(stmt_, column); }
+
+int Query::type(int column) const noexcept { return sqlite3_column_type(stmt_, column); }
 
 bool Query::is_null(int column) const noexcept {
   return sqlite3_column_type(stmt_, column) == SQLITE_NULL;

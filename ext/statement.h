@@ -1,6 +1,7 @@
 // runs::Statement and runs::Query: RAII over sqlite3_stmt.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,8 @@ class Query {
   // Binds without copying: `text` must outlive this Query.
   Query& bind(int index, std::string_view text);
   Query& bind_null(int index);
+  // Binds a copy of `value`.
+  Query& bind(int index, sqlite3_value* value);
 
   // True while a row is available; false once the statement is done.
   bool step();
@@ -49,6 +52,8 @@ class Query {
   void run();
 
   sqlite3_int64 int64(int column) const noexcept;
+  double real(int column) const noexcept;
+  int type(int column) const noexcept;  // SQLITE_INTEGER, SQLITE_FLOAT, ...
   std::string text(int column) const;
   bool is_null(int column) const noexcept;
 
@@ -56,6 +61,9 @@ class Query {
   sqlite3_stmt* stmt_;
   sqlite3* db_;
 };
+
+// The integer a REAL holds exactly, if it holds one.
+std::optional<sqlite3_int64> exact_integer(double real) noexcept;
 
 // The connection's last error as an Error. Busy and read-only errors get
 // messages that say what happened and what to do; the rest keep SQLite's text.

@@ -5,7 +5,8 @@
 # With RaiseError a failing statement dies with DBI's message; $dbh->err is
 # the result code (the extended one with sqlite_extended_result_codes) and
 # $dbh->errstr SQLite's message. DBD::SQLite binds every placeholder as text
-# unless sqlite_see_if_its_a_number is set: the ids must be integers.
+# unless sqlite_see_if_its_a_number is set; the cases run with its default,
+# and the functions take a text that spells an integer as that integer.
 use strict;
 use warnings;
 use DBI;
@@ -26,7 +27,7 @@ my $tmp = tempdir('sqlite-runs-perl-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 # The lines a Perl program writes.
 my $dbh = DBI->connect("dbi:SQLite:dbname=$tmp/app.db", '', '', {
   RaiseError => 1, PrintError => 0, AutoCommit => 1,
-  sqlite_extended_result_codes => 1, sqlite_see_if_its_a_number => 1,
+  sqlite_extended_result_codes => 1,
 });
 $dbh->sqlite_enable_load_extension(1);
 $dbh->sqlite_load_extension($extension);
@@ -63,12 +64,15 @@ for my $step (@{ $cases->{steps} }) {
 ok($number > 0, "cases found in $cases_path");
 $dbh->disconnect;
 
-# Without sqlite_see_if_its_a_number, a Perl number is bound as text.
-my $plain = DBI->connect("dbi:SQLite:dbname=$tmp/app.db", '', '', { RaiseError => 1, PrintError => 0 });
-$plain->sqlite_enable_load_extension(1);
-$plain->sqlite_load_extension($extension);
-eval { $plain->selectrow_array('SELECT run_status(?)', undef, 1) };
-is($plain->errstr, 'run_status(): id must be an integer, got text',
-   'without sqlite_see_if_its_a_number an id is bound as text');
-$plain->disconnect;
+# The default binds a Perl number as text; with sqlite_see_if_its_a_number,
+# as an integer. Both are ids.
+for my $see (0, 1) {
+  my $other = DBI->connect("dbi:SQLite:dbname=$tmp/app.db", '', '',
+                           { RaiseError => 1, PrintError => 0, sqlite_see_if_its_a_number => $see });
+  $other->sqlite_enable_load_extension(1);
+  $other->sqlite_load_extension($extension);
+  is_deeply([$other->selectrow_array('SELECT typeof(?), run_status(?)', undef, 1, 1)],
+            [$see ? 'integer' : 'text', 'completed'], "sqlite_see_if_its_a_number => $see");
+  $other->disconnect;
+}
 done_testing();

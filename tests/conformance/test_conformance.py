@@ -285,10 +285,25 @@ class Conformance(unittest.TestCase):
             ("SELECT run_status(1.0)", (), per_engine(
                 sqlite="pending",
                 postgres=Err(not_a_function, "function run_status(numeric) does not exist"))),
-            # A quoted literal has no type yet in PostgreSQL: it becomes bigint.
-            ("SELECT run_status('1')", (), per_engine(
+            # Text that spells an integer is an id: SQLite converts it as a
+            # column of INTEGER affinity would; in PostgreSQL a quoted literal
+            # has no type yet and becomes bigint, and so does a text parameter.
+            ("SELECT run_status('1')", (), "pending"),
+            ("SELECT run_status(?)", ("1",), "pending"),
+            ("SELECT update_run_progress(?, ?, ?, NULL)", ("1", "0", "10"), "updated"),
+            ("SELECT run_status(?)", ("one",), per_engine(
                 sqlite=Err("bad_argument", "run_status(): id must be an integer, got text"),
-                postgres="pending")),
+                postgres=Err("22P02", 'invalid input syntax for type bigint: "one"'))),
+            # A value typed text (a driver that binds strings as text or
+            # varchar, as JDBC's setString() does) finds no function on
+            # PostgreSQL: only an untyped literal or parameter becomes bigint.
+            ("SELECT run_status(CAST(? AS TEXT))", ("1",), per_engine(
+                sqlite="pending",
+                postgres=Err(not_a_function, "function run_status(text) does not exist"))),
+            # bigint's input syntax takes no decimal point; INTEGER affinity does.
+            ("SELECT run_status(?)", ("1.0",), per_engine(
+                sqlite="pending",
+                postgres=Err("22P02", 'invalid input syntax for type bigint: "1.0"'))),
         ]
         for sql, params, expect in cases:
             with self.subTest(sql=sql):

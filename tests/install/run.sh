@@ -80,6 +80,20 @@ same "pkg-config --modversion" "$(pc --modversion)" "$version"
 same "pkg-config --variable=extension" "$(pc --variable=extension)" "$extension"
 same "pkg-config --variable=sqldir" "$(pc --variable=sqldir)" "$prefix/share/sqlite-runs/sql"
 same "pkg-config --cflags --libs" "$(pc --cflags --libs | tr -d ' ')" ""
+pcs() { PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 PKG_CONFIG_LIBDIR=$installed/$libdir/pkgconfig PKG_CONFIG_PATH= pkg-config "$@" sqlite-runs-static; }
+same "pkg-config --modversion sqlite-runs-static" "$(pcs --modversion)" "$version"
+same "pkg-config --cflags sqlite-runs-static" "$(pcs --cflags | sed "s/ *$//")" "-I$prefix/include"
+same "pkg-config --libs sqlite-runs-static" "$(pcs --libs | sed "s/ *$//")" "-L$prefix/$libdir -lsqlite-runs -lstdc++ -lm"
+[ -f "$installed/include/sqlite-runs.h" ] || fail "no $installed/include/sqlite-runs.h"
+[ -f "$installed/$libdir/libsqlite-runs.a" ] || fail "no $installed/$libdir/libsqlite-runs.a"
+# A C program linked with those flags (the root prepended to the paths, for
+# the extracted package) and SQLite runs the shared client cases.
+cc -DRUNS_STATIC -o "$work/static-cases" "$source/tests/clients/cases_host.c" \
+  $(pcs --cflags --libs | sed "s# -I/# -I$root/#; s#^-I/#-I$root/#; s# -L/# -L$root/#") -lsqlite3 ||
+  fail "linking a C program with pkg-config --cflags --libs sqlite-runs-static"
+"$work/static-cases" "$source/tests/clients/cases.json" "$work/static.db" > "$work/static.out" ||
+  { cat "$work/static.out"; fail "the shared cases, linked with pkg-config's flags"; }
+echo "ok: linked with pkg-config's sqlite-runs-static: $(tail -1 "$work/static.out")"
 
 # The sqlite3 shell loads it from there, by the path pkg-config gave (without
 # the suffix, as a user types it).
@@ -125,3 +139,6 @@ cancelled
 EOF
 diff -u "$work/consumer.expected" "$work/consumer.actual" || fail "the consumer project"
 echo "ok: find_package(sqlite-runs) from $installed, and the consumer loads it"
+"$work/consumer/consumer_static" "$source/tests/clients/cases.json" "$work/consumer-static.db" \
+  > "$work/consumer-static.out" || { cat "$work/consumer-static.out"; fail "consumer_static"; }
+echo "ok: the consumer links sqlite-runs::static and SQLite alone: $(tail -1 "$work/consumer-static.out")"

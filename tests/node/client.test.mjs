@@ -204,8 +204,10 @@ describe('argument errors', () => {
       'update_run_progress(): current must be an integer, got real 0.5');
     assertError(db, 'SELECT update_run_progress(?, ?, ?, ?)', [1, -1, 10, null], 'SQLITE_ERROR',
       'update_run_progress(): current must not be negative, got -1');
-    assertError(db, 'SELECT cancel_run(?)', ['1'], 'SQLITE_ERROR',
+    assertError(db, 'SELECT cancel_run(?)', ['one'], 'SQLITE_ERROR',
       'cancel_run(): id must be an integer, got text');
+    // A string that spells an integer is that id, as for an INTEGER column.
+    assert.equal(db.prepare('SELECT run_status(?)').pluck().get('1'), null);
     assertError(db, 'SELECT start_run(?)', [1], 'SQLITE_ERROR',
       'start_run(): scope must be text, got real');
     assertError(db, 'SELECT start_run(?)', [1n], 'SQLITE_ERROR',

@@ -243,8 +243,16 @@ class ArgumentErrorTest(ClientTestCase):
                           "SQLITE_TOOBIG", sqlite3.DataError)
         self.assert_error(conn, "SELECT mark_run_running(?)", (1.5,),
                           "mark_run_running(): id must be an integer, got real 1.5")
-        self.assert_error(conn, "SELECT mark_run_running(?)", ("1",),
+        self.assert_error(conn, "SELECT mark_run_running(?)", ("one",),
                           "mark_run_running(): id must be an integer, got text")
+        self.assert_error(conn, "SELECT mark_run_running(?)", ("1.5",),
+                          "mark_run_running(): id must be an integer, got text")
+        self.assert_error(conn, "SELECT mark_run_running(?)", ("0x1",),
+                          "mark_run_running(): id must be an integer, got text")
+        self.assert_error(conn, "SELECT mark_run_running(?)", ("9223372036854775808",),
+                          "mark_run_running(): id must be an integer, got text")
+        self.assert_error(conn, "SELECT start_run('full', 'api', 'k', ?)", ("60s",),
+                          "start_run(): lease_seconds must be an integer, got text")
         self.assert_error(conn, "SELECT update_run_progress(?, ?, ?, ?)", (1, -1, 10, None),
                           "update_run_progress(): current must not be negative, got -1")
         self.assert_error(conn, "SELECT fail_run(?, ?)", (1, b"x"),
@@ -252,9 +260,19 @@ class ArgumentErrorTest(ClientTestCase):
         self.assert_error(conn, "SELECT start_run()", (),
                           "wrong number of arguments to function start_run()")
         self.assertEqual(value(conn, "SELECT count(*) FROM runs"), 0)
-        # Integral floats are ids too.
+        # Integral floats are ids too, and text that an INTEGER column would
+        # store as an integer, for every integer argument.
         self.assertEqual(value(conn, "SELECT start_run('full')"), 1)
         self.assertEqual(value(conn, "SELECT mark_run_running(?)", 1.0), "updated")
+        for text in ("1", " 1 ", "+1", "1.0", "1e0", "0001"):
+            with self.subTest(id=text):
+                self.assertEqual(value(conn, "SELECT run_status(?)", text), "running")
+        self.assertEqual(value(conn, "SELECT update_run_progress(?, ?, ?, ?)", "1", "2", "4.0", None),
+                         "updated")
+        self.assertEqual(conn.execute("SELECT progress_current, progress_total FROM runs").fetchone(),
+                         (2, 4))
+        self.assertEqual(value(conn, "SELECT start_run('full', 'api', 'k', ?)", "60"), 2)
+        self.assertEqual(value(conn, "SELECT lease_seconds FROM runs WHERE id = 2"), 60)
 
     def test_unmigrated_database(self):
         conn = self.open()

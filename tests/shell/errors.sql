@@ -74,14 +74,14 @@ SELECT 'start', start_run('full');
 SELECT 'empty error_message', fail_run(3, '');
 SELECT 'failed', id, status, quote(error_message) FROM runs WHERE id = 3;
 
--- ids: an INTEGER, or a REAL with an integral value.
-SELECT 'id', mark_run_running('1');
+-- ids: an INTEGER, a REAL with an integral value, or text that reads as one ('1').
+SELECT 'id', mark_run_running('one');
 SELECT 'id', mark_run_running(1.5);
 SELECT 'id', complete_run(-0.25);
 SELECT 'id', fail_run(1e19, 'x');  -- not 1e300: inexact under valgrind (x87 emulation)
 SELECT 'id', cancel_run(NULL);
 SELECT 'id', run_status(x'01');
-SELECT 'id', update_run_progress('1', 0, 0, NULL);
+SELECT 'id', update_run_progress('1x', 0, 0, NULL);
 SELECT 'id', run_status(3.0), run_status(-1), run_status(9223372036854775807);
 
 -- Progress counts: non-negative integers; current may exceed total (an estimate).
@@ -89,7 +89,7 @@ SELECT 'start', start_run('full');
 SELECT 'current', update_run_progress(4, -1, 10, NULL);
 SELECT 'total', update_run_progress(4, 0, -10, NULL);
 SELECT 'current', update_run_progress(4, 1.5, 10, NULL);
-SELECT 'total', update_run_progress(4, 1, '10', NULL);
+SELECT 'total', update_run_progress(4, 1, 'ten', NULL);
 SELECT 'current', update_run_progress(4, 11, 10, 'extract');
 SELECT 'progress row', progress_current, progress_total, quote(current_step) FROM runs WHERE id = 4;
 SELECT 'counts as reals', update_run_progress(4.0, 10.0, 10.0, 'done');

@@ -217,7 +217,7 @@ TEST_F(Adoption, RunsOwnerPidNamesALiveProcessAsTheOwner) {
           "runs_owner_pid(): pid must be a process id (1 or more), got 0");
   refused("SELECT runs_owner_pid(NULL)", SQLITE_ERROR,
           "runs_owner_pid(): pid must be an integer, got NULL");
-  refused("SELECT runs_owner_pid('1')", SQLITE_ERROR,
+  refused("SELECT runs_owner_pid('one')", SQLITE_ERROR,
           "runs_owner_pid(): pid must be an integer, got text");
   // The refusals kept the named owner: run 2 was started by this connection,
   // for the dead process.

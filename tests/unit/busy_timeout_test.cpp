@@ -200,7 +200,7 @@ TEST_F(BusyTimeout, ReturnsTheTimeoutAndChecksIt) {
             name + "ms must be at most 3600000 (one hour), got 9223372036854775807");
   EXPECT_EQ(db.error("SELECT runs_busy_timeout(1.5)", SQLITE_ERROR),
             name + "ms must be an integer, got real 1.5");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout('100')", SQLITE_ERROR),
+  EXPECT_EQ(db.error("SELECT runs_busy_timeout('100 ms')", SQLITE_ERROR),
             name + "ms must be an integer, got text");
   EXPECT_EQ(db.error("SELECT runs_busy_timeout(NULL)", SQLITE_ERROR),
             name + "ms must be an integer, got NULL");

@@ -21,7 +21,8 @@ class Errors : public RefusalTest {
 const std::vector<std::pair<std::string, std::string>> kNonText = {
     {"1", "integer"}, {"1.5", "real"}, {"x'00'", "blob"}, {"NULL", "NULL"}};
 const std::vector<std::pair<std::string, std::string>> kNonInteger = {
-    {"'1'", "text"}, {"x'01'", "blob"}, {"NULL", "NULL"}};
+    {"'one'", "text"}, {"'1.5'", "text"}, {"'1x'", "text"}, {"''", "text"}, {"'0x1'", "text"},
+    {"'9223372036854775808'", "text"}, {"x'01'", "blob"}, {"NULL", "NULL"}};
 
 TEST_F(Errors, TextArgumentsMustBeText) {
   for (const auto& [arg, type] : kNonText) {
@@ -66,9 +67,16 @@ TEST_F(Errors, IdsMustBeIntegers) {
     refused(with("9223372036854775808.0"), SQLITE_ERROR,
             name + "(): id is out of the 64-bit integer range, got real 9223372036854775808");
   }
-  // A REAL with an integral value is an id.
+  // A REAL with an integral value is an id, and so is a TEXT that a column of
+  // INTEGER affinity would store as an integer.
   EXPECT_EQ(db.value("SELECT run_status(2.0)"), "running");
   EXPECT_EQ(db.value("SELECT run_status(1e18)"), std::nullopt);
+  for (const char* text : {"'2'", "' 2 '", "'+2'", "'2.0'", "'2e0'", "'0002'"}) {
+    EXPECT_EQ(db.value(std::string("SELECT run_status(") + text + ")"), "running") << text;
+  }
+  EXPECT_EQ(db.value("SELECT run_status('-9223372036854775808')"), std::nullopt);
+  EXPECT_EQ(db.value("SELECT update_run_progress('2', '3', ' 4 ', 's')"), "updated");
+  EXPECT_EQ(db.value("SELECT progress_current || '/' || progress_total FROM runs WHERE id = 2"), "3/4");
 }
 
 TEST_F(Errors, CountsMustBeNonNegativeIntegers) {

@@ -24,7 +24,7 @@ TEST_F(RecoveryFunctions, LeaseSecondsMustBeAPositiveIntegerOfAtMostAYear) {
   refused("SELECT start_run('s', 'api', 'k', 31536001)", SQLITE_ERROR, range + "31536001" + hint);
   refused("SELECT start_run('s', 'api', 'k', 1.5)", SQLITE_ERROR,
           "start_run(): lease_seconds must be an integer, got real 1.5");
-  refused("SELECT start_run('s', 'api', 'k', '60')", SQLITE_ERROR,
+  refused("SELECT start_run('s', 'api', 'k', '60s')", SQLITE_ERROR,
           "start_run(): lease_seconds must be an integer, got text");
   refused("SELECT start_run('s', 'api', 'k', x'3c')", SQLITE_ERROR,
           "start_run(): lease_seconds must be an integer, got blob");
