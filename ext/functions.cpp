@@ -229,6 +229,8 @@ void runs_migrate(Call& call) {
   call.result(static_cast<sqlite3_int64>(call.store().migrate()));
 }
 
+void runs_check(Call& call) { call.result(std::optional<std::string>(call.store().check())); }
+
 void runs_version(Call& call) { call.result(SQLITE_RUNS_VERSION); }
 
 void runs_debug(Call& call) { call.result(std::optional<std::string>(debug_info())); }
@@ -254,6 +256,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"run_status", 1, 1, kDirectOnly, run_status},
     {"run_info", 1, 1, kDirectOnly, run_info},
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
+    {"runs_check", 0, 0, kDirectOnly, runs_check},
     {"runs_version", 0, 0, kPure, runs_version},
     {"runs_debug", 0, 0, kInnocuous, runs_debug},
 };

@@ -61,6 +61,9 @@ class RunStore {
   // Applies every pending migration in one BEGIN IMMEDIATE transaction;
   // returns the schema version reached.
   int migrate();
+  // What is wrong with the runs schema and data, as one JSON object
+  // ({"ok": ..., "problems": [...]}); reads only.
+  std::string check();
 
   StatementCache& statements() noexcept { return statements_; }
 
@@ -99,6 +102,9 @@ class RunStore {
   const Owner& self();
   // Binds the calling process to parameters first..first+4.
   void bind_owner(Query& query, int first);
+  // Runs migration SQL (a whole file, or a repair); `what` names it in the
+  // error.
+  void exec_migration_sql(const char* sql, const std::string& what);
 
   sqlite3* db_;
   const Liveness& liveness_;

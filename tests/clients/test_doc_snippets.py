@@ -85,6 +85,7 @@ class DocSnippetsTest(unittest.TestCase):
                     proc = subprocess.run(argv, input=stdin, cwd=cwd, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           timeout=60)
+                expected = docs.expanded(expected)  # SCHEMA_VERSION
                 actual = docs.comparable(proc.stdout, expected)
                 if actual != expected or proc.returncode != 0:
                     diff = "".join(difflib.unified_diff(

@@ -207,7 +207,8 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"update_run_progress", 4, kDirectOnly}, {"heartbeat_run", 1, kDirectOnly},
       {"reap_stale_runs", 0, kDirectOnly}, {"reap_stale_runs", 1, kDirectOnly},
       {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
-      {"runs_migrate", 0, kDirectOnly},    {"runs_version", 0, kInnocuous | kDeterministic},
+      {"runs_migrate", 0, kDirectOnly},    {"runs_check", 0, kDirectOnly},
+      {"runs_version", 0, kInnocuous | kDeterministic},
       {"runs_debug", 0, kInnocuous},
   };
   EXPECT_EQ(added, expected);
