@@ -8,6 +8,7 @@
 // liveness is "cannot tell" and the run's lease decides.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -60,6 +61,23 @@ class Liveness {
 // Linux: /proc, kill(pid, 0), gethostname(). Stateless, so one serves every
 // connection.
 const Liveness& system_liveness() noexcept;
+
+// Asks `inner` once per pid, for one pass over many runs (runs of one owner
+// share its answer). Short-lived: an answer is as old as the pass.
+class MemoizedLiveness final : public Liveness {
+ public:
+  explicit MemoizedLiveness(const Liveness& inner) noexcept : inner_(inner) {}
+  Owner self() const override { return inner_.self(); }
+  Probe probe(std::int64_t pid) const override {
+    const auto found = probes_.find(pid);
+    if (found != probes_.end()) return found->second;
+    return probes_.emplace(pid, inner_.probe(pid)).first->second;
+  }
+
+ private:
+  const Liveness& inner_;
+  mutable std::map<std::int64_t, Probe> probes_;
+};
 
 // Parses the text of /proc/<pid>/stat (all of it: comm may hold spaces, ')'
 // and newlines, so fields are counted after the last ')'). Nothing when the

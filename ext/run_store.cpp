@@ -372,8 +372,9 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
     while (active.step()) active_runs.push_back(read_lease(active));
   }
   std::vector<sqlite3_int64> candidates;
+  const MemoizedLiveness once_per_pid(liveness_);
   for (const RunLease& run : active_runs) {
-    if (abandoned_reason(run.lease, self(), liveness_)) candidates.push_back(run.id);
+    if (abandoned_reason(run.lease, self(), once_per_pid)) candidates.push_back(run.id);
   }
   if (candidates.empty()) return 0;
   // Phase 2, under the write lock: each candidate again, as it is now (it

@@ -177,6 +177,28 @@ TEST(Staleness, SameProcessComparesHostPidAndIdentity) {
   EXPECT_TRUE(runs::same_process(unknown, unknown));
 }
 
+TEST(MemoizedLiveness, AsksTheProcessTableOncePerPid) {
+  class Counting final : public runs::Liveness {
+   public:
+    Owner self() const override { return kSelf; }
+    Probe probe(std::int64_t pid) const override {
+      ++asked;
+      return table.probe(pid);
+    }
+    FakeLiveness table;
+    mutable int asked = 0;
+  } counting;
+  const runs::MemoizedLiveness once(counting);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(once.probe(200).state, Probe::State::kAlive);
+    EXPECT_EQ(once.probe(300).state, Probe::State::kGone);
+  }
+  EXPECT_EQ(counting.asked, 2);
+  EXPECT_EQ(judge(owned_by({"host-a", 300, here_started_at(7000)}), kSelf, once).abandoned,
+            "abandoned: owner process 300 on host-a is gone");
+  EXPECT_EQ(counting.asked, 2);
+}
+
 // /proc/<pid>/stat as the kernel writes it, with `comm` and `state`.
 std::string stat_text(const std::string& comm, const std::string& state, const std::string& start = "53338") {
   return "4242 (" + comm + ") " + state +

@@ -512,3 +512,98 @@ TEST(Migrations, ATableWhoseIdIsNotTheRowidIsRefused) {
             "rowids");
   EXPECT_TRUE(dump(db) == before) << "something was written by hand";
 }
+
+// ---- runs_check(), and runs_migrate() over a damaged schema --------------
+
+namespace {
+
+std::string ok_report() {
+  return std::string("{\"ok\":true,\"schema_version\":") + kLatestSchemaVersion +
+         ",\"library_schema_version\":" + kLatestSchemaVersion + ",\"problems\":[]}";
+}
+
+TEST(RunsCheck, AFreshSchemaIsOk) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_check()"),
+            std::string("{\"ok\":false,\"schema_version\":0,\"library_schema_version\":") +
+                kLatestSchemaVersion +
+                ",\"problems\":[\"the database has no runs schema: run SELECT runs_migrate()\"]}");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(db.value("SELECT runs_check()"), ok_report());
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "9");  // it wrote nothing
+}
+
+TEST(RunsCheck, ADroppedGuardIsReportedAndRestoredByRunsMigrate) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  const Rows schema_before = schema(db);
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  db.exec("DROP TRIGGER runs_insert_guard; DROP TRIGGER runs_delete_guard; DROP INDEX runs_one_active");
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            "[\"index runs_one_active (migration 002) is missing: SELECT runs_migrate() restores it\","
+            "\"trigger runs_insert_guard (migration 003) is missing: SELECT runs_migrate() restores it\","
+            "\"trigger runs_delete_guard (migration 004) is missing: SELECT runs_migrate() restores it\"]");
+  // A TEMP table of that name cannot take the restored guard.
+  db.exec("CREATE TEMP TABLE runs(x)");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TABLE temp.runs");
+  EXPECT_EQ(schema(db), schema_before);
+  EXPECT_EQ(db.value("SELECT runs_check()"), ok_report());
+  EXPECT_EQ(db.error("DELETE FROM runs", SQLITE_CONSTRAINT_TRIGGER),
+            "runs: an active run is never deleted: end it first with complete_run(), fail_run() or "
+            "cancel_run(); finished runs may be deleted");
+}
+
+TEST(RunsCheck, WhatCannotBeRestoredIsNamedAndNothingChanges) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TRIGGER runs_id_guard; ALTER TABLE runs DROP COLUMN owner_time_ns;"
+          " DROP TRIGGER runs_status_guard;"
+          " CREATE TRIGGER runs_status_guard BEFORE UPDATE OF status ON runs BEGIN SELECT 1; END");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            "[\"trigger runs_status_guard (migration 003) differs from the one the migration creates: "
+            "drop it, and SELECT runs_migrate() restores it\","
+            "\"trigger runs_id_guard (migration 004) is missing: SELECT runs_migrate() restores it\","
+            "\"column runs.owner_time_ns (migration 004) is missing\"]");
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            std::string("runs_migrate(): the runs schema records version ") + kLatestSchemaVersion +
+                ", but runs_migrate() cannot restore what is wrong with it: trigger runs_status_guard "
+                "(migration 003) differs from the one the migration creates: drop it, and SELECT "
+                "runs_migrate() restores it; column runs.owner_time_ns (migration 004) is missing; "
+                "repair it by hand (SELECT runs_check() lists every problem)");
+  EXPECT_EQ(dump(db), before);
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+}
+
+TEST(RunsCheck, DataProblems) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TRIGGER runs_insert_guard; DROP INDEX runs_one_active;"
+          " INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES"
+          " ('a', 'running', 'k', 'x'), ('b', 'pending', 'k', 'x'), ('c', 'done', '', 'x'),"
+          " ('d', 'done', '', 'x')");
+  EXPECT_EQ(db.value("SELECT json_extract(runs_check(), '$.problems[2]', '$.problems[3]')"),
+            "[\"2 run(s) have the unknown status 'done': a run is pending, running, completed, failed "
+            "or cancelled\",\"concurrency_key 'k' has 2 active runs (1, 2): at most one may be active; "
+            "end all but one with fail_run()\"]");
+  // The unique index cannot be restored over them: refused, nothing changed.
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR).substr(0, 70),
+            "runs_migrate(): restoring index runs_one_active failed: UNIQUE constra");
+}
+
+TEST(RunsCheck, VersionsTheLibraryDoesNotKnow) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("INSERT INTO runs_schema_migrations VALUES (99, '099_future', 'x')");
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            std::string("[\"the runs schema is at version 99, newer than this library knows (") +
+                kLatestSchemaVersion + "): load a newer sqlite-runs\"]");
+  TestDb old;
+  ASSERT_EQ(exec_script(old, migration_sql(1)).rc, SQLITE_OK);
+  EXPECT_EQ(old.value("SELECT runs_check() -> 'problems'"),
+            std::string("[\"the runs schema is at version 1 and this library's latest is ") +
+                kLatestSchemaVersion + ": run SELECT runs_migrate()\"]");
+}
+
+}  // namespace
