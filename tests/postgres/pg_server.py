@@ -8,8 +8,9 @@ postgresql package creates it) through runuser; as any other user, as that
 user. The server binaries come from PG_BINDIR, else the newest
 /usr/lib/postgresql/*/bin (Debian), else `pg_config --bindir`.
 
-apply_migrations(conn) applies sql/postgres/NNN_*.sql in order, each in its
-own transaction, as docs/postgres.md tells users to.
+apply_migrations(conn) applies sql/postgres/NNN_*.sql in order, then
+sql/postgres/functions.sql, each in its own transaction, as docs/postgres.md
+tells users to; apply_migrations(conn, files) applies only the files given.
 
 Only Debian's /usr/bin/python3 with python3-psycopg2 is assumed.
 """
@@ -27,6 +28,7 @@ import psycopg2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIGRATIONS = os.path.join(ROOT, "sql", "postgres")
+FUNCTIONS = os.path.join(MIGRATIONS, "functions.sql")
 SERVER_USER = "postgres"  # the system user that runs the server when we are root
 
 
@@ -38,8 +40,9 @@ def migration_files():
 
 
 def apply_migrations(conn, files=None):
-    """Applies each file in its own transaction; conn must be in autocommit."""
-    for path in files or migration_files():
+    """Applies each file in its own transaction; conn must be in autocommit.
+    Without files: every migration, then the functions."""
+    for path in files or migration_files() + [FUNCTIONS]:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         with conn.cursor() as cur:

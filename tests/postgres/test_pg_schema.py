@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import PgServer, apply_migrations, migration_files  # noqa: E402
+from pg_server import FUNCTIONS, ROOT, PgServer, apply_migrations, migration_files  # noqa: E402
 
 SERVER = None
 HANG_GUARD = 60.0  # seconds, against a hung wait; not a timing assertion
@@ -114,6 +114,8 @@ class PgTest(unittest.TestCase):
                              f"migration 00{version} is already applied in schema {name}")
         self.assertEqual(self.value(conn, "SELECT string_agg(version::text, ',' ORDER BY version)"
                                           " FROM runs_schema_migrations"), "1,2,3")
+        self.assertIsNone(self.value(conn, "SELECT to_regproc('start_run')"))  # functions.sql has them
+        apply_migrations(conn, [FUNCTIONS])
         self.assertEqual(self.value(conn, "SELECT start_run('full')"), 1)
 
     def test_migration_002_fails_all_but_the_newest_active_run_of_a_key(self):
@@ -144,6 +146,28 @@ class PgTest(unittest.TestCase):
                          "failed or cancelled; correct those rows, then migrate again")
         self.assertEqual(self.value(conn, "SELECT max(version) FROM runs_schema_migrations"), 2)
         self.assertIsNone(self.value(conn, "SELECT to_regproc('start_run')"))
+
+    # ------------------------------------------------------------ functions
+
+    def test_the_functions_file_can_be_applied_again_and_needs_the_migrations(self):
+        name = self.schema(migrate=False)
+        conn = self.connect(name)
+        with self.assertRaises(psycopg2.Error) as caught:
+            apply_migrations(conn, [FUNCTIONS])
+        self.assertEqual(caught.exception.diag.message_primary,
+                         f"functions.sql: schema {name} has no runs_schema_migrations: apply the migrations "
+                         "(sql/postgres/0*.sql) first")
+        apply_migrations(conn, migration_files()[:2])
+        with self.assertRaises(psycopg2.Error) as caught:
+            apply_migrations(conn, [FUNCTIONS])
+        self.assertEqual(caught.exception.diag.message_primary,
+                         f"functions.sql needs migration 003 in schema {name}: apply sql/postgres/0*.sql first")
+        apply_migrations(conn, migration_files()[2:] + [FUNCTIONS])
+        self.assertEqual(self.value(conn, "SELECT start_run('full')"), 1)
+        # Applied again over a run in progress: same functions, same data.
+        apply_migrations(conn, [FUNCTIONS, FUNCTIONS])
+        self.assertEqual(self.value(conn, "SELECT mark_run_running(1)"), "updated")
+        self.assertEqual(self.error(conn, "SELECT start_run('full')")[0], "23505")
 
     # -------------------------------------------------------- search_path
 

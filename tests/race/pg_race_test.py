@@ -175,7 +175,7 @@ class PgRace(unittest.TestCase):
         admin.close()
         self.conn = SERVER.connect(search_path=schema)
         self.addCleanup(self.conn.close)
-        apply_migrations(self.conn, migration_files() if all_migrations else migration_files()[:1])
+        apply_migrations(self.conn, None if all_migrations else migration_files()[:1])
         with self.conn.cursor() as cur:
             cur.execute(HISTORY)
         return SERVER.dsn(search_path=schema)
