@@ -54,11 +54,13 @@ def value(conn, sql, *args):
     return conn.execute(sql, args).fetchone()[0]
 
 
-# What runs_migrate() returns: the highest NNN of sql/NNN_*.sql.
-LATEST_SCHEMA_VERSION = max(
-    int(name[:3]) for name in os.listdir(os.path.join(
+# The migrations of sql/NNN_name.sql, as runs_schema_migrations records them,
+# and what runs_migrate() returns: the highest NNN.
+MIGRATIONS = sorted(
+    (int(name[:3]), name[:-4]) for name in os.listdir(os.path.join(
         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sql"))
     if re.fullmatch(r"\d{3}_.*\.sql", name))
+LATEST_SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class ClientTestCase(unittest.TestCase):
@@ -112,7 +114,7 @@ class LifecycleTest(ClientTestCase):
         self.assertEqual(
             conn.execute("SELECT version, name FROM runs_schema_migrations ORDER BY version")
             .fetchall(),
-            [(1, "001_create_runs"), (2, "002_one_active_run"), (3, "003_run_owners")])
+            MIGRATIONS)
         self.assertIsNone(value(conn, "SELECT active_run()"))
 
         run_id = value(conn, "SELECT start_run(?)", "full")
