@@ -142,40 +142,39 @@ class Setups : public ::testing::Test {
               "failed: abandoned: owner process " + pid + " on " + host + " is gone");
   }
 
+  void hidden_owner(const std::string& hidepid, const std::string& cannot_tell);
+
   TempDir dir;
   TestDb db{dir.db()};
 };
 
-TEST_F(Setups, HidepidInvisibleHidesALiveOwnerOfAnotherUser) {
-  const Wrapper checker_setup = then(with_proc("hidepid=invisible"), as_nobody());
-  SKIP_UNLESS_IT_RUNS(checker_setup);
-  WorkerProcess owner(dir.db());  // root
-  own(owner);
-  const std::string pid = std::to_string(owner.pid());
-  WorkerProcess checker(dir.db(), checker_setup);
-  // Naive: no /proc/<pid> at all, as if the owner were dead.
-  EXPECT_EQ(checker.run("SELECT 1"), "1");
-  expect_kept(checker, owner);
-  EXPECT_EQ(checker.run("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the process table cannot tell: /proc/" + pid +
-                "/stat is hidden, but a process with this pid exists");
-  owner.kill_hard();
-  expect_reclaimed_at_once(checker, pid, host_name());
-}
-
-TEST_F(Setups, HidepidNoaccessMakesALiveOwnerOfAnotherUserUnreadable) {
-  const Wrapper checker_setup = then(with_proc("hidepid=noaccess"), as_nobody());
+// An owner (root) that a checker of another user (nobody), under /proc
+// mounted with `hidepid`, cannot read: it keeps its run while it lives (the
+// checker says why: `cannot_tell`, with PID for its pid), and is reclaimed
+// at once when killed (its entry is then absent and kill(pid, 0) says ESRCH).
+void Setups::hidden_owner(const std::string& hidepid, const std::string& cannot_tell) {
+  const Wrapper checker_setup = then(with_proc("hidepid=" + hidepid), as_nobody());
   SKIP_UNLESS_IT_RUNS(checker_setup);
   WorkerProcess owner(dir.db());
   own(owner);
   const std::string pid = std::to_string(owner.pid());
   WorkerProcess checker(dir.db(), checker_setup);
   expect_kept(checker, owner);
+  std::string why = cannot_tell;
+  why.replace(why.find("PID"), 3, pid);
   EXPECT_EQ(checker.run("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the process table cannot tell: cannot read /proc/" + pid +
-                "/stat: Operation not permitted");
+            "lease only: the process table cannot tell: " + why);
   owner.kill_hard();
   expect_reclaimed_at_once(checker, pid, host_name());
+}
+
+TEST_F(Setups, HidepidInvisibleHidesALiveOwnerOfAnotherUser) {
+  // Naive: no /proc/<pid> at all, as if the owner were dead.
+  hidden_owner("invisible", "/proc/PID/stat is hidden, but a process with this pid exists");
+}
+
+TEST_F(Setups, HidepidNoaccessMakesALiveOwnerOfAnotherUserUnreadable) {
+  hidden_owner("noaccess", "cannot read /proc/PID/stat: Operation not permitted");
 }
 
 TEST_F(Setups, AnOwnerOfAnotherUserIsJudgedExactly) {
