@@ -164,22 +164,28 @@ namespace {
 
 using Empty = Call::Empty;
 
-void start_run(Call& call) {
-  const auto scope = call.text(0, "scope", Empty::kRefused);
-  const auto triggered_by =
-      call.argc() > 1 ? call.text(1, "triggered_by", Empty::kRefused) : "api";
-  const auto key = call.argc() > 2 ? call.text(2, "concurrency_key", Empty::kAllowed) : "";
-  std::optional<sqlite3_int64> lease_seconds;
+// start_run() and try_start_run() take the same arguments.
+StartRequest start_request(const Call& call) {
+  StartRequest request{call.text(0, "scope", Empty::kRefused), "api", "", std::nullopt};
+  if (call.argc() > 1) request.triggered_by = call.text(1, "triggered_by", Empty::kRefused);
+  if (call.argc() > 2) request.key = call.text(2, "concurrency_key", Empty::kAllowed);
   if (call.argc() > 3 && !call.is_null(3)) {
-    lease_seconds = call.integer(3, "lease_seconds");
-    if (*lease_seconds < 1 || *lease_seconds > kMaxLeaseSeconds) {
+    const sqlite3_int64 lease_seconds = call.integer(3, "lease_seconds");
+    if (lease_seconds < 1 || lease_seconds > kMaxLeaseSeconds) {
       throw Error(SQLITE_ERROR, "lease_seconds must be between 1 and " +
                                     std::to_string(kMaxLeaseSeconds) + " (365 days), got " +
-                                    std::to_string(*lease_seconds) +
+                                    std::to_string(lease_seconds) +
                                     "; pass NULL for no time-based expiry");
     }
+    request.lease_seconds = lease_seconds;
   }
-  call.result(call.store().start_run(scope, triggered_by, key, lease_seconds));
+  return request;
+}
+
+void start_run(Call& call) { call.result(call.store().start_run(start_request(call))); }
+
+void try_start_run(Call& call) {
+  call.result(std::optional<std::string>(call.store().try_start_run(start_request(call))));
 }
 
 void active_run(Call& call) {
@@ -195,7 +201,8 @@ void complete_run(Call& call) { call.result(call.store().complete(call.integer(0
 
 void fail_run(Call& call) {
   const auto id = call.integer(0, "id");
-  const auto message = call.text(1, "error_message", Empty::kAllowed, kMaxMessageBytes);
+  std::optional<std::string_view> message;
+  if (!call.is_null(1)) message = call.text(1, "error_message", Empty::kAllowed, kMaxMessageBytes);
   call.result(call.store().fail(id, message));
 }
 
@@ -203,12 +210,9 @@ void cancel_run(Call& call) { call.result(call.store().cancel(call.integer(0, "i
 
 void update_run_progress(Call& call) {
   const auto id = call.integer(0, "id");
-  Progress progress{call.count(1, "current"), call.count(2, "total"), std::nullopt};
-  if (progress.total > 0 && progress.current > progress.total) {
-    throw Error(SQLITE_ERROR, "current must not exceed total (" +
-                                     std::to_string(progress.current) + " > " +
-                                     std::to_string(progress.total) + ")");
-  }
+  // current may exceed total: estimates change while a run works.
+  Progress progress{call.count(1, "current"), std::nullopt, std::nullopt};
+  if (!call.is_null(2)) progress.total = call.count(2, "total");
   if (!call.is_null(3)) progress.step = call.text(3, "current_step", Empty::kAllowed);
   call.result(call.store().update_progress(id, progress));
 }
@@ -217,8 +221,13 @@ void heartbeat_run(Call& call) { call.result(call.store().heartbeat(call.integer
 
 void reap_stale_runs(Call& call) {
   std::optional<std::string_view> key;
-  if (call.argc() > 0) key = call.text(0, "concurrency_key", Empty::kAllowed);
-  call.result(call.store().reap_stale_runs(key));
+  std::optional<sqlite3_int64> ownerless_after_seconds;
+  // With two arguments, a NULL key means every key.
+  if (call.argc() > 0 && !(call.argc() > 1 && call.is_null(0))) {
+    key = call.text(0, "concurrency_key", Empty::kAllowed);
+  }
+  if (call.argc() > 1) ownerless_after_seconds = call.count(1, "ownerless_after_seconds");
+  call.result(call.store().reap_stale_runs(key, ownerless_after_seconds));
 }
 
 void run_info(Call& call) { call.result(call.store().info(call.integer(0, "id"))); }
@@ -230,6 +239,14 @@ void runs_migrate(Call& call) {
 }
 
 void runs_check(Call& call) { call.result(std::optional<std::string>(call.store().check())); }
+
+void runs_owner_pid(Call& call) {
+  const sqlite3_int64 pid = call.integer(0, "pid");
+  if (pid < 1) {
+    throw Error(SQLITE_ERROR, "pid must be a process id (1 or more), got " + std::to_string(pid));
+  }
+  call.result(call.store().name_owner(pid));
+}
 
 void runs_version(Call& call) { call.result(SQLITE_RUNS_VERSION); }
 
@@ -245,6 +262,7 @@ constexpr int kInnocuous = SQLITE_UTF8 | SQLITE_INNOCUOUS;
 
 constexpr FunctionSpec kFunctions[] = {
     {"start_run", 1, 4, kDirectOnly, start_run},
+    {"try_start_run", 1, 4, kDirectOnly, try_start_run},
     {"active_run", 0, 1, kDirectOnly, active_run},
     {"mark_run_running", 1, 1, kDirectOnly, mark_run_running},
     {"complete_run", 1, 1, kDirectOnly, complete_run},
@@ -252,11 +270,12 @@ constexpr FunctionSpec kFunctions[] = {
     {"cancel_run", 1, 1, kDirectOnly, cancel_run},
     {"update_run_progress", 4, 4, kDirectOnly, update_run_progress},
     {"heartbeat_run", 1, 1, kDirectOnly, heartbeat_run},
-    {"reap_stale_runs", 0, 1, kDirectOnly, reap_stale_runs},
+    {"reap_stale_runs", 0, 2, kDirectOnly, reap_stale_runs},
     {"run_status", 1, 1, kDirectOnly, run_status},
     {"run_info", 1, 1, kDirectOnly, run_info},
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
     {"runs_check", 0, 0, kDirectOnly, runs_check},
+    {"runs_owner_pid", 1, 1, kDirectOnly, runs_owner_pid},
     {"runs_version", 0, 0, kPure, runs_version},
     {"runs_debug", 0, 0, kInnocuous, runs_debug},
 };

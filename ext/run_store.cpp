@@ -39,6 +39,9 @@ constexpr const char* kSqlText[] = {
     /* kBegin */ "BEGIN IMMEDIATE",
     /* kCommit */ "COMMIT",
     /* kRollback */ "ROLLBACK",
+    /* kSavepoint */ "SAVEPOINT runs_call",
+    /* kRelease */ "RELEASE runs_call",
+    /* kRollbackTo */ "ROLLBACK TO runs_call",
     /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3, '$.liveness', ?4)",
     /* kActiveRun */
     "SELECT id FROM main.runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
@@ -93,6 +96,17 @@ constexpr const char* kSqlText[] = {
     " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
     " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
     " FROM main.runs WHERE id = ?1",
+    /* kStartAnswer */
+    "SELECT json_object('started', json(?2), 'id', id, 'scope', scope, 'status', status,"
+    " 'since', coalesce(started_at, created_at)) FROM main.runs WHERE id = ?1",
+    /* kReapOwnerless: julianday() reads the time stamps of older writers too
+       ('2026-01-01 12:00:00', '...+00:00'); one it cannot read is never old. */
+    "UPDATE main.runs SET status = 'failed', finished_at = " RUNS_NOW ","
+    " error_message = 'abandoned: no owner recorded, and ' || status || ' since '"
+    " || coalesce(started_at, created_at) || ', more than ' || ?2 || ' seconds ago'"
+    " WHERE status IN ('pending', 'running') AND owner_pid IS NULL"
+    " AND (?1 IS NULL OR concurrency_key = ?1)"
+    " AND julianday(coalesce(started_at, created_at)) < julianday('now') - ?2 / 86400.0",
 };
 
 #undef RUNS_LEASE_COLUMNS
@@ -181,8 +195,33 @@ int RunStore::schema_version() {
 }
 
 const Owner& RunStore::self() {
-  if (!self_ || self_->pid != getpid()) self_ = liveness_.self();
+  if (!self_ || (self_->pid != getpid() && named_by_ != getpid())) {
+    self_ = liveness_.self();
+    named_by_ = 0;
+  }
   return *self_;
+}
+
+sqlite3_int64 RunStore::name_owner(sqlite3_int64 pid) {
+  Owner owner = liveness_.self();
+  owner.pid = pid;
+  // Where this process cannot read its own identity, pids read here may be
+  // another namespace's: the named owner then has no identity either (its
+  // runs are judged by lease), as when the process table cannot tell.
+  const Probe probe = owner.identity ? liveness_.probe(pid) : Probe{};
+  if (probe.state == Probe::State::kGone) {
+    throw Error(SQLITE_ERROR, "no live process has pid " + std::to_string(pid) +
+                                  " in this pid namespace: name a process that runs while the "
+                                  "run is active, such as the calling script ($$)");
+  }
+  if (probe.state == Probe::State::kAlive) {
+    owner.identity->start_time = probe.start_time;
+  } else {
+    owner.identity.reset();
+  }
+  self_ = std::move(owner);
+  named_by_ = getpid();
+  return pid;
 }
 
 void RunStore::bind_owner(Query& query, int first) {
@@ -209,10 +248,21 @@ void RunStore::bind_owner(Query& query, int first) {
   }
 }
 
-sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view triggered_by,
-                                  std::string_view key,
-                                  std::optional<sqlite3_int64> lease_seconds) {
-  Transaction::require_standalone(db_);
+WriteTransaction::Statements RunStore::write_statements() {
+  return {statement(kBegin),     statement(kCommit),  statement(kRollback),
+          statement(kSavepoint), statement(kRelease), statement(kRollbackTo)};
+}
+
+sqlite3_int64 RunStore::start_run(const StartRequest& request) {
+  return start(request, true).id;
+}
+
+std::string RunStore::try_start_run(const StartRequest& request) {
+  return start(request, false).json;
+}
+
+RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
+  WriteTransaction::require_allowed(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
   // Every statement is prepared, and the schema checked, before BEGIN: inside
   // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
@@ -221,41 +271,55 @@ sqlite3_int64 RunStore::start_run(std::string_view scope, std::string_view trigg
   Statement& find_active = statement(kActiveRunLease);
   Statement& fail = statement(kFail);
   Statement& insert = statement(kInsertRun);
-  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  Statement* answer = refuse_when_active ? nullptr : &statement(kStartAnswer);
+  WriteTransaction transaction(db_, write_statements());
   std::optional<std::pair<sqlite3_int64, std::string>> abandoned;
+  std::optional<sqlite3_int64> holder;
   {
     Query active(find_active);
-    active.bind(1, key);
+    active.bind(1, request.key);
     if (active.step()) {
       const RunLease run = read_lease(active);
       auto reason = abandoned_reason(run.lease, self(), liveness_);
-      if (!reason) {
+      if (reason) {
+        abandoned.emplace(run.id, std::move(*reason));
+      } else if (refuse_when_active) {
         std::string message = "run " + std::to_string(run.id) + " is already active";
-        if (!key.empty()) message += " for concurrency_key " + quoted(key);
+        if (!request.key.empty()) message += " for concurrency_key " + quoted(request.key);
         message += " (scope " + quoted(run.scope) + ", status " + quoted(run.status) +
                    ", since " + run.since +
                    "): wait for it to finish, or end it with complete_run(), fail_run() or "
                    "cancel_run()";
         throw Error(SQLITE_CONSTRAINT_UNIQUE, message);
+      } else {
+        holder = run.id;
       }
-      abandoned.emplace(run.id, std::move(*reason));
     }
   }
   if (abandoned) {
     Query(fail).bind(1, abandoned->first).bind(2, abandoned->second).run();
   }
-  Query query(insert);
-  query.bind(1, scope).bind(2, triggered_by).bind(3, key);
-  bind_owner(query, 4);
-  if (lease_seconds) {
-    query.bind(10, *lease_seconds);
-  } else {
-    query.bind_null(10);
+  if (!holder) {
+    Query query(insert);
+    query.bind(1, request.scope).bind(2, request.triggered_by).bind(3, request.key);
+    bind_owner(query, 4);
+    if (request.lease_seconds) {
+      query.bind(10, *request.lease_seconds);
+    } else {
+      query.bind_null(10);
+    }
+    query.run();
   }
-  query.run();
-  const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
+  Holder result{holder.value_or(sqlite3_last_insert_rowid(db_)), !holder, {}};
+  if (answer != nullptr) {
+    // Read inside the transaction, so that it is the run that holds the key.
+    Query query(*answer);
+    query.bind(1, result.id).bind(2, std::string_view(result.started ? "true" : "false"));
+    query.step();
+    result.json = query.text(0);
+  }
   transaction.commit();
-  return id;
+  return result;
 }
 
 std::optional<sqlite3_int64> RunStore::active_run(std::string_view key) {
@@ -285,9 +349,16 @@ Transition RunStore::complete(sqlite3_int64 id) {
   return outcome(id);
 }
 
-Transition RunStore::fail(sqlite3_int64 id, std::string_view message) {
+Transition RunStore::fail(sqlite3_int64 id, std::optional<std::string_view> message) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kFail)).bind(1, id).bind(2, message).run();
+  Query update(statement(kFail));
+  update.bind(1, id);
+  if (message) {
+    update.bind(2, *message);
+  } else {
+    update.bind_null(2);
+  }
+  update.run();
   return outcome(id);
 }
 
@@ -328,7 +399,12 @@ Transition RunStore::cancel(sqlite3_int64 id) {
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(kProgress));
-  update.bind(1, id).bind(2, progress.current).bind(3, progress.total);
+  update.bind(1, id).bind(2, progress.current);
+  if (progress.total) {
+    update.bind(3, *progress.total);
+  } else {
+    update.bind_null(3);
+  }
   if (progress.step) {
     update.bind(4, *progress.step);
   } else {
@@ -355,7 +431,8 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
                                                       : Heartbeat::kOk;
 }
 
-sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
+sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
+                                        std::optional<sqlite3_int64> ownerless_after_seconds) {
   Transaction::require_standalone(db_);
   // Refused where it could not write, even when it would find nothing.
   require_writable(db_);
@@ -363,6 +440,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
   Statement& find_active = statement(key ? kActiveRunLease : kActiveRunsLease);
   Statement& read = statement(kRunLease);
   Statement& fail = statement(kFail);
+  Statement& fail_ownerless = statement(kReapOwnerless);
   // Phase 1, without the write lock: read the active runs (the read ends
   // before the process table is consulted), then judge each.
   std::vector<RunLease> active_runs;
@@ -376,9 +454,10 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
   for (const RunLease& run : active_runs) {
     if (abandoned_reason(run.lease, self(), once_per_pid)) candidates.push_back(run.id);
   }
-  if (candidates.empty()) return 0;
+  if (candidates.empty() && !ownerless_after_seconds) return 0;
   // Phase 2, under the write lock: each candidate again, as it is now (it
-  // may have ended, been heartbeated or handed over meanwhile).
+  // may have ended, been heartbeated or handed over meanwhile); then the
+  // ownerless runs past their age, which need no process table.
   Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   sqlite3_int64 failed = 0;
   for (const sqlite3_int64 id : candidates) {
@@ -395,8 +474,19 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key) {
     Query(fail).bind(1, id).bind(2, *reason).run();
     ++failed;
   }
+  sqlite3_int64 reaped = failed;
+  if (ownerless_after_seconds) {
+    Query ownerless(fail_ownerless);
+    if (key) {
+      ownerless.bind(1, *key);
+    } else {
+      ownerless.bind_null(1);
+    }
+    ownerless.bind(2, *ownerless_after_seconds).run();
+    reaped += sqlite3_changes(db_);
+  }
   transaction.commit();
-  return failed;
+  return reaped;
 }
 
 void RunStore::exec_migration_sql(const char* sql, const std::string& what) {

@@ -7,6 +7,7 @@
 
 #include "liveness.h"
 #include "statement_cache.h"
+#include "transaction.h"
 
 namespace runs {
 
@@ -27,8 +28,16 @@ enum class Heartbeat {
 
 struct Progress {
   sqlite3_int64 current;
-  sqlite3_int64 total;
+  std::optional<sqlite3_int64> total;    // nothing: unknown, progress_total becomes NULL
   std::optional<std::string_view> step;  // nothing: current_step becomes NULL
+};
+
+// What start_run() and try_start_run() are given.
+struct StartRequest {
+  std::string_view scope;
+  std::string_view triggered_by;
+  std::string_view key;
+  std::optional<sqlite3_int64> lease_seconds;
 };
 
 // One per connection, shared by every function registration of that
@@ -39,22 +48,31 @@ class RunStore {
   explicit RunStore(sqlite3* db, const Liveness& liveness = system_liveness()) noexcept
       : db_(db), liveness_(liveness), statements_(db) {}
 
-  // In one BEGIN IMMEDIATE transaction of its own: when `key` has an active
-  // run, fails it if it is abandoned and else refuses
-  // (SQLITE_CONSTRAINT_UNIQUE); then inserts a pending run owned by the
-  // calling process, with a lease of `lease_seconds` if given.
-  sqlite3_int64 start_run(std::string_view scope, std::string_view triggered_by,
-                          std::string_view key, std::optional<sqlite3_int64> lease_seconds);
+  // Under the write lock (a BEGIN IMMEDIATE transaction of its own, or a
+  // savepoint in the caller's transaction that holds the lock: see
+  // WriteTransaction): when the key has an active run, fails it if it is
+  // abandoned and else refuses (SQLITE_CONSTRAINT_UNIQUE, naming the run);
+  // then inserts a pending run owned by self(), with a lease of
+  // `lease_seconds` if given. Returns the new run's id.
+  sqlite3_int64 start_run(const StartRequest& request);
+  // The same, but a key held by an active run that is not abandoned is an
+  // answer: returns the JSON object {"started", "id", "scope", "status",
+  // "since"} of the run that holds the key, the new one or the active one.
+  std::string try_start_run(const StartRequest& request);
   std::optional<sqlite3_int64> active_run(std::string_view key);
   Transition mark_running(sqlite3_int64 id);
   Transition complete(sqlite3_int64 id);
-  Transition fail(sqlite3_int64 id, std::string_view message);
+  // `message` nothing: error_message becomes NULL.
+  Transition fail(sqlite3_int64 id, std::optional<std::string_view> message);
   Transition cancel(sqlite3_int64 id);
   Transition update_progress(sqlite3_int64 id, const Progress& progress);
   Heartbeat heartbeat(sqlite3_int64 id);
   // Fails every abandoned active run (of `key` only, if given) in one
-  // BEGIN IMMEDIATE transaction; returns how many.
-  sqlite3_int64 reap_stale_runs(std::optional<std::string_view> key);
+  // BEGIN IMMEDIATE transaction; returns how many. With
+  // `ownerless_after_seconds`, also every active run that has no recorded
+  // owner and was started (or, pending, created) more than that long ago.
+  sqlite3_int64 reap_stale_runs(std::optional<std::string_view> key,
+                                std::optional<sqlite3_int64> ownerless_after_seconds = {});
   std::optional<std::string> status(sqlite3_int64 id);
   // The run as one JSON object, with its owner and whether it is abandoned.
   std::optional<std::string> info(sqlite3_int64 id);
@@ -65,6 +83,13 @@ class RunStore {
   // ({"ok": ..., "problems": [...]}); reads only.
   std::string check();
 
+  // Records the live process `pid` (of this host, boot and pid namespace),
+  // rather than the calling process, as the owner of the runs that this
+  // connection starts or marks running from now on: a shell script that calls
+  // the sqlite3 shell several times names itself. Throws if no live process
+  // has that pid. Returns the pid.
+  sqlite3_int64 name_owner(sqlite3_int64 pid);
+
   StatementCache& statements() noexcept { return statements_; }
 
  private:
@@ -73,6 +98,9 @@ class RunStore {
     kBegin,
     kCommit,
     kRollback,
+    kSavepoint,
+    kRelease,
+    kRollbackTo,
     kAddStaleness,
     kActiveRun,  // the first statement that needs the runs schema
     kActiveRunLease,
@@ -89,16 +117,29 @@ class RunStore {
     kCancelRequested,
     kStatus,
     kRunInfo,
+    kStartAnswer,
+    kReapOwnerless,
     kSqlCount,
     kFirstRunSql = kActiveRun,
   };
   Statement& statement(Sql sql);
   // What the guarded UPDATE just run on run `id` did.
   Transition outcome(sqlite3_int64 id);
+  // The statements of a WriteTransaction.
+  WriteTransaction::Statements write_statements();
+  // start_run() and try_start_run(): the run that holds the key afterwards,
+  // and, for try_start_run(), the answer as JSON.
+  struct Holder {
+    sqlite3_int64 id;
+    bool started;
+    std::string json;
+  };
+  Holder start(const StartRequest& request, bool refuse_when_active);
   // The highest version in runs_schema_migrations; 0 when it does not exist.
   // Prepared anew on each call: it runs once per connection, and in migrate().
   int schema_version();
-  // The calling process, read once per connection (again after a fork).
+  // The owner of what this connection starts: the calling process, read once
+  // per connection (again after a fork), or the process name_owner() named.
   const Owner& self();
   // Binds the calling process to parameters first..first+4.
   void bind_owner(Query& query, int first);
@@ -110,6 +151,7 @@ class RunStore {
   const Liveness& liveness_;
   StatementCache statements_;
   std::optional<Owner> self_;
+  sqlite3_int64 named_by_ = 0;  // the process that called name_owner(), if any
   bool schema_verified_ = false;
 };
 

@@ -20,7 +20,7 @@ namespace runs {
 // xDisconnect calls clear().
 class StatementCache {
  public:
-  static constexpr std::size_t kCapacity = 24;
+  static constexpr std::size_t kCapacity = 32;
 
   explicit StatementCache(sqlite3* db) noexcept : db_(db) {}
 

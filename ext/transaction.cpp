@@ -56,4 +56,52 @@ void Transaction::commit() {
   open_ = false;
 }
 
+void WriteTransaction::require_allowed(sqlite3* db) {
+  if (sqlite3_get_autocommit(db)) {
+    Transaction::require_standalone(db);
+    return;
+  }
+  if (sqlite3_txn_state(db, nullptr) != SQLITE_TXN_WRITE) {
+    throw Error(SQLITE_ERROR,
+                "cannot run inside a transaction that does not hold the write lock: begin it "
+                "with BEGIN IMMEDIATE, or call it outside any transaction");
+  }
+  Transaction::require_no_writing_statement(db);
+}
+
+WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql) : db_(db) {
+  if (sqlite3_get_autocommit(db)) {
+    own_.emplace(db, sql.begin, sql.commit, sql.rollback);
+    return;
+  }
+  callers_rowid_ = sqlite3_last_insert_rowid(db);
+  release_ = &sql.release;
+  rollback_to_ = &sql.rollback_to;
+  Query(sql.savepoint).run();
+  joined_ = true;
+}
+
+WriteTransaction::~WriteTransaction() {
+  if (own_) return;  // Transaction's destructor does the rest
+  sqlite3_set_last_insert_rowid(db_, callers_rowid_);
+  // A statement that failed with ROLLBACK semantics (SQLITE_FULL, an I/O
+  // error) may have ended the caller's transaction, and the savepoint with it.
+  if (!joined_ || sqlite3_get_autocommit(db_)) return;
+  try {
+    Query(*rollback_to_).run();
+    Query(*release_).run();
+  } catch (...) {
+    // Nothing more can be done here: the caller's COMMIT or ROLLBACK ends it.
+  }
+}
+
+void WriteTransaction::commit() {
+  if (own_) {
+    own_->commit();
+    return;
+  }
+  Query(*release_).run();
+  joined_ = false;
+}
+
 }  // namespace runs

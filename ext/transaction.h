@@ -1,5 +1,9 @@
 // runs::Transaction: BEGIN IMMEDIATE that rolls back unless committed.
+// runs::WriteTransaction: a Transaction of its own, or a SAVEPOINT in the
+// caller's transaction when that already holds the write lock.
 #pragma once
+
+#include <optional>
 
 #include "statement.h"
 
@@ -41,6 +45,52 @@ class Transaction {
   Statement& commit_;
   Statement& rollback_;
   bool open_ = false;
+};
+
+// The write lock for one function call, taken the way the connection's state
+// allows:
+//  - in autocommit: a Transaction of its own (BEGIN IMMEDIATE ... COMMIT);
+//  - inside the caller's transaction that already holds the write lock
+//    (BEGIN IMMEDIATE or EXCLUSIVE, or a deferred one that has written): it
+//    joins it with SAVEPOINT runs_call, released by commit(), so that what the
+//    function wrote commits or rolls back with the caller's transaction.
+// On destruction without commit() it rolls back its own transaction, or rolls
+// back to the savepoint and releases it, leaving the caller's transaction as
+// it was. Like Transaction, it restores the caller's last_insert_rowid().
+class WriteTransaction {
+ public:
+  // Prepared before the lock is taken, so the rollback can always run.
+  struct Statements {
+    Statement& begin;        // BEGIN IMMEDIATE
+    Statement& commit;       // COMMIT
+    Statement& rollback;     // ROLLBACK
+    Statement& savepoint;    // SAVEPOINT runs_call
+    Statement& release;      // RELEASE runs_call
+    Statement& rollback_to;  // ROLLBACK TO runs_call
+  };
+
+  // Throws where a function that writes must not run: inside a transaction
+  // that does not hold the write lock (it could not take it without failing
+  // at once, SQLITE_BUSY, or ending the caller's transaction); inside a
+  // statement that writes; or in autocommit, inside a statement that holds
+  // a transaction (Transaction::require_standalone()). Call it first.
+  static void require_allowed(sqlite3* db);
+
+  WriteTransaction(sqlite3* db, const Statements& sql);
+  ~WriteTransaction();
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+
+  void commit();
+
+ private:
+  sqlite3* db_;
+  std::optional<Transaction> own_;
+  // The savepoint, when joined.
+  sqlite3_int64 callers_rowid_ = 0;
+  Statement* release_ = nullptr;
+  Statement* rollback_to_ = nullptr;
+  bool joined_ = false;
 };
 
 }  // namespace runs

@@ -3,12 +3,14 @@
 # fresh database, start a run, see a second start refused, then let several
 # processes race to start the same run, where exactly one wins.
 #   tests/demo.sh [PROCESSES]   (default 8)
+# RUNS_DEMO_BUILD: the build directory (default: build/ in the repository).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 processes=${1:-8}
-cmake -S "$root" -B "$root/build" -DRUNS_BUILD_TESTS=OFF > /dev/null
-cmake --build "$root/build" -j "$(nproc 2>/dev/null || echo 2)" > /dev/null
-ext="$root/build/runs"
+build=${RUNS_DEMO_BUILD:-$root/build}
+cmake -S "$root" -B "$build" -DRUNS_BUILD_TESTS=OFF > /dev/null
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" > /dev/null
+ext="$build/runs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 db="$work/app.db"
@@ -33,13 +35,27 @@ SELECT 'active_run() -> ' || coalesce(active_run(), 'NULL');
 SQL
 
 show "$processes processes run SELECT start_run('nightly-import') at the same time"
+# A run belongs to the process that started it and is reclaimed once that
+# process has exited, so each racer keeps its shell open until every racer
+# has tried: it reports on the fifo "tried", then waits for a line on "done".
+mkfifo "$work/tried" "$work/done"
+exec 3<> "$work/tried" 4<> "$work/done"
 i=0
 while [ "$i" -lt "$processes" ]; do
-  sqlite3 -batch "$db" ".load $ext" ".timeout 5000" \
-    "SELECT start_run('nightly-import', 'worker-$i')" > "$work/out.$i" 2> "$work/err.$i" &
+  sqlite3 -batch "$db" > "$work/out.$i" 2> "$work/err.$i" 3>&- 4>&- <<SQL &
+.load $ext
+.timeout 5000
+SELECT start_run('nightly-import', 'worker-$i');
+.shell echo $i > $work/tried; read line < $work/done
+SQL
   i=$((i + 1))
 done
+i=0
+while [ "$i" -lt "$processes" ]; do read -r line <&3; i=$((i + 1)); done
+i=0
+while [ "$i" -lt "$processes" ]; do echo go >&4; i=$((i + 1)); done
 wait
+exec 3>&- 4>&-
 winners=0
 i=0
 while [ "$i" -lt "$processes" ]; do
@@ -47,7 +63,7 @@ while [ "$i" -lt "$processes" ]; do
     winners=$((winners + 1))
     echo "worker-$i: started run $(cat "$work/out.$i")"
   else
-    echo "worker-$i: $(sed 's/^Error: stepping, //' "$work/err.$i")"
+    echo "worker-$i: $(sed 's/^Error: stepping, //; s/^Runtime error[^:]*: //' "$work/err.$i")"
   fi
   i=$((i + 1))
 done

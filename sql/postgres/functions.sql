@@ -227,15 +227,18 @@ CREATE OR REPLACE FUNCTION runs_version() RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path FROM CURRENT
 AS $$ SELECT 'v0.1.0'::text $$;
 
--- Inserts a pending run owned by the calling session and returns its id, or
--- fails with unique_violation while the key's active run has a live owner. A
--- stale active run (its owner session gone, or its lease expired) is marked
--- failed first, in the same transaction. Unlike SQLite's, it runs inside the
--- caller's transaction: the run is visible, and a concurrent start_run() for
--- the key waits on runs_one_active, until the caller commits.
-CREATE OR REPLACE FUNCTION start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
-                          lease_seconds bigint DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql
+-- start_run() and try_start_run(), one path (fn names the caller in
+-- messages). Inserts a pending run owned by the calling session and returns
+-- the answer of try_start_run() about it; while the key's active run has a
+-- live owner, returns the answer about that run when `answer`, and else fails
+-- with unique_violation. A stale active run (its owner session gone, or its
+-- lease expired) is marked failed first, in the same transaction. It runs
+-- inside the caller's transaction (as SQLite's does inside one that holds the
+-- write lock): the run is visible, and a concurrent start_run() for the key
+-- waits on runs_one_active, until the caller commits.
+CREATE OR REPLACE FUNCTION runs_start(fn text, scope text, triggered_by text, concurrency_key text,
+                                      lease_seconds bigint, answer boolean)
+RETURNS jsonb LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -246,11 +249,11 @@ DECLARE
   conflict text;
   attempt integer := 0;
 BEGIN
-  PERFORM runs_check_text('start_run', 'scope', start_run.scope, false);
-  PERFORM runs_check_text('start_run', 'triggered_by', start_run.triggered_by, false);
-  PERFORM runs_check_text('start_run', 'concurrency_key', start_run.concurrency_key, true);
-  IF start_run.lease_seconds < 1 OR start_run.lease_seconds > 31536000 THEN
-    RAISE EXCEPTION USING MESSAGE = format('start_run(): lease_seconds must be between 1 and 31536000 (365 days), got %s; pass NULL for no time-based expiry', start_run.lease_seconds),
+  PERFORM runs_check_text(fn, 'scope', runs_start.scope, false);
+  PERFORM runs_check_text(fn, 'triggered_by', runs_start.triggered_by, false);
+  PERFORM runs_check_text(fn, 'concurrency_key', runs_start.concurrency_key, true);
+  IF runs_start.lease_seconds < 1 OR runs_start.lease_seconds > 31536000 THEN
+    RAISE EXCEPTION USING MESSAGE = format('%s(): lease_seconds must be between 1 and 31536000 (365 days), got %s; pass NULL for no time-based expiry', fn, runs_start.lease_seconds),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   PERFORM runs_claim_owner_lock();
@@ -259,15 +262,20 @@ BEGIN
     -- The row lock makes this check and the reclaim below atomic with every
     -- other start_run(), reap_stale_runs() and cancel_run() of the run.
     SELECT * INTO active FROM runs AS r
-     WHERE r.concurrency_key = start_run.concurrency_key AND r.status IN ('pending', 'running')
+     WHERE r.concurrency_key = runs_start.concurrency_key AND r.status IN ('pending', 'running')
        FOR UPDATE;
     IF FOUND THEN
       reason := runs_stale_reason(active);
+      IF reason IS NULL AND answer THEN
+        RETURN jsonb_build_object('started', false, 'id', active.id, 'scope', active.scope,
+                                  'status', active.status,
+                                  'since', runs_text(coalesce(active.started_at, active.created_at)));
+      END IF;
       IF reason IS NULL THEN
         RAISE EXCEPTION USING
-          MESSAGE = 'start_run(): run ' || active.id || ' is already active'
-            || CASE WHEN start_run.concurrency_key <> ''
-                    THEN ' for concurrency_key ' || runs_quoted(start_run.concurrency_key) ELSE '' END
+          MESSAGE = fn || '(): run ' || active.id || ' is already active'
+            || CASE WHEN runs_start.concurrency_key <> ''
+                    THEN ' for concurrency_key ' || runs_quoted(runs_start.concurrency_key) ELSE '' END
             || ' (scope ' || runs_quoted(active.scope) || ', status ' || runs_quoted(active.status)
             || ', since ' || runs_text(coalesce(active.started_at, active.created_at))
             || '): wait for it to finish, or end it with complete_run(), fail_run() or cancel_run()',
@@ -281,13 +289,14 @@ BEGIN
       INSERT INTO runs (scope, status, triggered_by, concurrency_key, created_at,
                         owner_host, owner_boot_id, owner_pid_ns, owner_pid, owner_start_time,
                         heartbeat_at, lease_seconds, lease_expires_at)
-      VALUES (start_run.scope, 'pending', start_run.triggered_by, start_run.concurrency_key, now_ts,
+      VALUES (runs_start.scope, 'pending', runs_start.triggered_by, runs_start.concurrency_key, now_ts,
               coalesce(host(inet_client_addr()), '[local]'), runs_server_boot(), NULL,
               pg_backend_pid(), runs_session_start(),
-              now_ts, start_run.lease_seconds,
-              now_ts + make_interval(secs => start_run.lease_seconds))
+              now_ts, runs_start.lease_seconds,
+              now_ts + make_interval(secs => runs_start.lease_seconds))
       RETURNING id INTO new_id;
-      RETURN new_id;
+      RETURN jsonb_build_object('started', true, 'id', new_id, 'scope', runs_start.scope,
+                                'status', 'pending', 'since', runs_text(now_ts));
     EXCEPTION WHEN unique_violation THEN
       GET STACKED DIAGNOSTICS conflict = CONSTRAINT_NAME;
       IF conflict IS DISTINCT FROM 'runs_one_active' THEN
@@ -298,9 +307,9 @@ BEGIN
       -- statement sees it, unless this transaction reads from one snapshot.
       IF current_setting('transaction_isolation') <> 'read committed' OR attempt >= 10 THEN
         RAISE EXCEPTION USING
-          MESSAGE = 'start_run(): another transaction started a run'
-            || CASE WHEN start_run.concurrency_key <> ''
-                    THEN ' for concurrency_key ' || runs_quoted(start_run.concurrency_key) ELSE '' END
+          MESSAGE = fn || '(): another transaction started a run'
+            || CASE WHEN runs_start.concurrency_key <> ''
+                    THEN ' for concurrency_key ' || runs_quoted(runs_start.concurrency_key) ELSE '' END
             || ' that this transaction''s snapshot does not show: retry in a new transaction',
           ERRCODE = 'unique_violation', TABLE = 'runs', CONSTRAINT = 'runs_one_active';
       END IF;
@@ -308,6 +317,22 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Inserts a pending run owned by the calling session and returns its id, or
+-- fails with unique_violation while the key's active run has a live owner.
+CREATE OR REPLACE FUNCTION start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
+                          lease_seconds bigint DEFAULT NULL)
+RETURNS bigint LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$ SELECT (runs_start('start_run', scope, triggered_by, concurrency_key, lease_seconds, false)->>'id')::bigint $$;
+
+-- start_run(), but a key held by an active run is an answer: {"started",
+-- "id", "scope", "status", "since"} of the run that holds the key.
+CREATE OR REPLACE FUNCTION try_start_run(scope text, triggered_by text DEFAULT 'api', concurrency_key text DEFAULT '',
+                              lease_seconds bigint DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$ SELECT runs_start('try_start_run', scope, triggered_by, concurrency_key, lease_seconds, true) $$;
 
 CREATE OR REPLACE FUNCTION active_run(concurrency_key text DEFAULT '') RETURNS bigint LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -355,7 +380,9 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
   PERFORM runs_check_integer('fail_run', 'id', fail_run.id);
-  PERFORM runs_check_text('fail_run', 'error_message', fail_run.error_message, true, 1048576);
+  IF fail_run.error_message IS NOT NULL THEN  -- NULL: no message
+    PERFORM runs_check_text('fail_run', 'error_message', fail_run.error_message, true, 1048576);
+  END IF;
   UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = fail_run.error_message
    WHERE r.id = fail_run.id AND r.status IN ('pending', 'running');
   RETURN runs_outcome(FOUND, fail_run.id);
@@ -400,18 +427,13 @@ DECLARE
 BEGIN
   PERFORM runs_check_integer('update_run_progress', 'id', update_run_progress.id);
   PERFORM runs_check_integer('update_run_progress', 'current', update_run_progress.current);
-  PERFORM runs_check_integer('update_run_progress', 'total', update_run_progress.total);
+  -- total NULL: not known. current may exceed total: estimates change.
   IF update_run_progress.current < 0 THEN
     RAISE EXCEPTION USING MESSAGE = format('update_run_progress(): current must not be negative, got %s', update_run_progress.current),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   IF update_run_progress.total < 0 THEN
     RAISE EXCEPTION USING MESSAGE = format('update_run_progress(): total must not be negative, got %s', update_run_progress.total),
-                          ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF update_run_progress.total > 0 AND update_run_progress.current > update_run_progress.total THEN
-    RAISE EXCEPTION USING MESSAGE = format('update_run_progress(): current must not exceed total (%s > %s)',
-                                           update_run_progress.current, update_run_progress.total),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
   IF update_run_progress.current_step IS NOT NULL THEN
@@ -491,6 +513,41 @@ AS $$
 BEGIN
   PERFORM runs_check_text('reap_stale_runs', 'concurrency_key', reap_stale_runs.concurrency_key, true);
   RETURN runs_reap(reap_stale_runs.concurrency_key);
+END
+$$;
+
+-- Also ends the active runs without a recorded owner (from before migration
+-- 003, or raw inserts) started (or, pending, created) more than
+-- ownerless_after_seconds ago; a NULL key means every key.
+CREATE OR REPLACE FUNCTION reap_stale_runs(concurrency_key text, ownerless_after_seconds bigint)
+RETURNS integer LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  reaped integer;
+  ownerless integer;
+BEGIN
+  IF reap_stale_runs.concurrency_key IS NOT NULL THEN
+    PERFORM runs_check_text('reap_stale_runs', 'concurrency_key', reap_stale_runs.concurrency_key, true);
+  END IF;
+  PERFORM runs_check_integer('reap_stale_runs', 'ownerless_after_seconds', reap_stale_runs.ownerless_after_seconds);
+  IF reap_stale_runs.ownerless_after_seconds < 0 THEN
+    RAISE EXCEPTION USING MESSAGE = format('reap_stale_runs(): ownerless_after_seconds must not be negative, got %s',
+                                           reap_stale_runs.ownerless_after_seconds),
+                          ERRCODE = 'invalid_parameter_value';
+  END IF;
+  reaped := runs_reap(reap_stale_runs.concurrency_key);
+  UPDATE runs AS r
+     SET status = 'failed', finished_at = runs_now(),
+         error_message = 'abandoned: no owner recorded, and ' || r.status || ' since '
+           || runs_text(coalesce(r.started_at, r.created_at)) || ', more than '
+           || reap_stale_runs.ownerless_after_seconds || ' seconds ago'
+   WHERE r.status IN ('pending', 'running') AND r.owner_pid IS NULL
+     AND (reap_stale_runs.concurrency_key IS NULL OR r.concurrency_key = reap_stale_runs.concurrency_key)
+     AND coalesce(r.started_at, r.created_at)
+         < clock_timestamp() - make_interval(secs => reap_stale_runs.ownerless_after_seconds);
+  GET DIAGNOSTICS ownerless = ROW_COUNT;
+  RETURN reaped + ownerless;
 END
 $$;
 

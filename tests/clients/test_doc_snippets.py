@@ -5,7 +5,9 @@ aside) by a ```text block is an example: it runs as a program of its language
 and its output (stdout and stderr) must equal the text block, with TIME for
 timestamps as in tests/python/test_doc_examples.py, which runs the ```sql
 examples the same way. Before running, `build/runs` in the example becomes
-RUNS_EXTENSION (without .so) and `app.db` a file in a fresh folder.
+RUNS_EXTENSION (without .so) and `app.db` a file in a fresh folder. The
+README's examples, which a newcomer runs again and again, run twice on the same
+database and must print the same both times.
 
     RUNS_EXTENSION=build/runs.so PYTHON=/usr/bin/python3 NODE=node TCLSH=tclsh PERL=perl \\
         /usr/bin/python3 tests/clients/test_doc_snippets.py
@@ -78,20 +80,23 @@ class DocSnippetsTest(unittest.TestCase):
         extension = extension[:-3] if extension.endswith(".so") else extension
         for name, lang, code, expected in snippets():
             with self.subTest(example=name):
+                times = 2 if name.startswith("README.md:") else 1
                 with tempfile.TemporaryDirectory(prefix="sqlite-runs-snippet-") as tmp:
                     program = (code.replace("build/runs", extension)
                                .replace("app.db", os.path.join(tmp, "app.db")))
                     argv, stdin, cwd = command(lang, program, tmp)
-                    proc = subprocess.run(argv, input=stdin, cwd=cwd, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          timeout=60)
-                expected = docs.expanded(expected)  # SCHEMA_VERSION
-                actual = docs.comparable(proc.stdout, expected)
-                if actual != expected or proc.returncode != 0:
-                    diff = "".join(difflib.unified_diff(
-                        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-                        fromfile=f"{name} (docs)", tofile=f"{name} ({argv[0]})"))
-                    self.fail(f"{name}: exit status {proc.returncode}, output differs:\n{diff}")
+                    expected = docs.expanded(expected)  # SCHEMA_VERSION
+                    for run in range(1, times + 1):
+                        proc = subprocess.run(argv, input=stdin, cwd=cwd, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              timeout=60)
+                        actual = docs.comparable(proc.stdout, expected)
+                        if actual != expected or proc.returncode != 0:
+                            diff = "".join(difflib.unified_diff(
+                                expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                                fromfile=f"{name} (docs)", tofile=f"{name} ({argv[0]}, run {run})"))
+                            self.fail(f"{name}: run {run}: exit status {proc.returncode}, "
+                                      f"output differs:\n{diff}")
 
 
 if __name__ == "__main__":

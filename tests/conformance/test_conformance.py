@@ -25,6 +25,7 @@ runs every case. RUNS_CASES=core or crash_recovery selects one half.
 """
 
 import functools
+import json
 import os
 import re
 import sys
@@ -52,6 +53,8 @@ KINDS = {
 }
 
 PINNED = "2026-01-01T00:00:00.000Z"
+# Now, as each engine's SQL writes it.
+NOW_SQL = {"sqlite": "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", "postgres": "now()"}
 PAST = "2000-01-01T00:00:00.000Z"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ACTIVE_TAIL = "wait for it to finish, or end it with complete_run(), fail_run() or cancel_run()"
@@ -261,8 +264,6 @@ class Conformance(unittest.TestCase):
              Err("bad_argument", "complete_run(): id must be an integer, got NULL")),
             ("SELECT cancel_run(NULL)", (), Err("bad_argument", "cancel_run(): id must be an integer, got NULL")),
             ("SELECT fail_run(NULL, 'x')", (), Err("bad_argument", "fail_run(): id must be an integer, got NULL")),
-            ("SELECT fail_run(1, NULL)", (),
-             Err("bad_argument", "fail_run(): error_message must be text, got NULL")),
             ("SELECT fail_run(1, ?)", ("x" * 1048577,),
              Err("too_long", "fail_run(): error_message is too long (1048577 bytes, at most 1048576)")),
             ("SELECT run_status(NULL)", (), Err("bad_argument", "run_status(): id must be an integer, got NULL")),
@@ -274,8 +275,6 @@ class Conformance(unittest.TestCase):
              Err("bad_argument", "update_run_progress(): current must not be negative, got -1")),
             ("SELECT update_run_progress(1, 0, -2, 'x')", (),
              Err("bad_argument", "update_run_progress(): total must not be negative, got -2")),
-            ("SELECT update_run_progress(1, 11, 10, 'x')", (),
-             Err("bad_argument", "update_run_progress(): current must not exceed total (11 > 10)")),
             ("SELECT update_run_progress(1, 1, 10, ?)", ("s" * 1025,),
              Err("too_long", "update_run_progress(): current_step is too long (1025 bytes, at most 1024)")),
             ("SELECT update_run_progress(1, 5, 10, 3)", (), per_engine(
@@ -308,21 +307,113 @@ class Conformance(unittest.TestCase):
             version = re.search(r"project\(sqlite_runs VERSION (\S+)", f.read()).group(1)
         self.check(self.db, "SELECT runs_version()", expect="v" + version)
 
-    def test_start_run_inside_a_transaction(self):
+    def test_start_run_inside_a_transaction_without_the_write_lock(self):
         db = self.db
         db.value("BEGIN")
-        # SQLite's start_run() commits its own BEGIN IMMEDIATE transaction, so
-        # it refuses to run inside one; PostgreSQL's runs inside the caller's
-        # (the run is visible, and holds the key, from the caller's COMMIT).
+        # SQLite: a deferred transaction that has not written holds no write
+        # lock, and could not take it later without failing at once
+        # (SQLITE_BUSY) once another connection has written. PostgreSQL has
+        # no such lock: every transaction may write, and start_run() joins it.
+        no_write_lock = ("cannot run inside a transaction that does not hold the write lock: "
+                         "begin it with BEGIN IMMEDIATE, or call it outside any transaction")
         self.check(db, "SELECT start_run('full')", expect=per_engine(
-            sqlite=Err(1, "start_run(): cannot run inside a transaction, because it commits its own: "
-                          "call it after COMMIT or ROLLBACK"),
-            postgres=1))
+            sqlite=Err(1, "start_run(): " + no_write_lock), postgres=1))
+        self.check(db, "SELECT try_start_run('full')", expect=per_engine(
+            sqlite=Err(1, "try_start_run(): " + no_write_lock),
+            postgres={"started": False, "id": 1, "scope": "full", "status": "pending",
+                      "since": db.value("SELECT run_info(1)")["created_at"]
+                      if ENGINE_NAME == "postgres" else None}))
         db.value("ROLLBACK")
         self.check(db, "SELECT active_run()", expect=None)
         # PostgreSQL never hands out an identity value twice, even one a
         # rolled back transaction took.
         self.check(db, "SELECT start_run('full')", expect=per_engine(sqlite=1, postgres=2))
+
+    def test_start_run_joins_the_callers_write_transaction(self):
+        db = self.db
+        db.value("CREATE TABLE jobs (x integer)")
+        begin_write = per_engine(sqlite="BEGIN IMMEDIATE", postgres="BEGIN")
+        db.value(resolve(begin_write))
+        db.value("INSERT INTO jobs VALUES (1)")
+        first = db.value("SELECT start_run('full')")
+        self.check(db, "SELECT active_run()", expect=first)
+        self.check(db, "SELECT run_status(?)", first, expect="pending")
+        db.value("ROLLBACK")  # the run goes with the caller's work
+        self.check(db, "SELECT active_run()", expect=None)
+        self.check(db, "SELECT count(*) FROM runs", expect=0)
+        self.check(db, "SELECT count(*) FROM jobs", expect=0)
+        # A deferred transaction that has written holds the lock too.
+        for key, begin in [("k1", resolve(begin_write)), ("k2", "BEGIN")]:
+            with self.subTest(begin=begin):
+                db.value(begin)
+                db.value("INSERT INTO jobs VALUES (2)")
+                run = db.value("SELECT start_run('full', 'api', ?)", key)
+                self.check(db, "SELECT run_status(?)", run, expect="pending")
+                db.value("COMMIT")  # and commits with it
+                self.check(db, "SELECT active_run(?)", key, expect=run)
+        self.check(db, "SELECT count(*) FROM jobs", expect=2)
+        self.check(db, "SELECT count(*) FROM runs", expect=2)
+
+    def answer(self, conn, sql, *params):
+        """try_start_run()'s answer as a dict (SQLite returns JSON text, PostgreSQL jsonb)."""
+        value = conn.value(sql, *params)
+        return json.loads(value) if isinstance(value, str) else value
+
+    def test_try_start_run_answers_who_holds_the_key(self):
+        db = self.db
+        started = self.answer(db, "SELECT try_start_run('full', 'cli', 'k', 60)")
+        info = db.run_info(1)
+        self.assertEqual(started, {"started": True, "id": 1, "scope": "full", "status": "pending",
+                                   "since": info["created_at"]})
+        self.assertEqual((info["triggered_by"], info["concurrency_key"], info["lease_seconds"]),
+                         ("cli", "k", 60))
+        self.assertEqual(self.answer(db, "SELECT try_start_run('other', 'api', 'k')"),
+                         {"started": False, "id": 1, "scope": "full", "status": "pending",
+                          "since": info["created_at"]})
+        self.check(db, "SELECT count(*) FROM runs", expect=1)
+        self.check(db, "SELECT mark_run_running(1)", expect="updated")
+        since = db.run_info(1)["started_at"]
+        self.assertEqual(self.answer(db, "SELECT try_start_run('other', 'api', 'k')"),
+                         {"started": False, "id": 1, "scope": "full", "status": "running", "since": since})
+        # An abandoned holder is reclaimed, as by start_run().
+        db.value("UPDATE runs SET lease_expires_at = ? WHERE id = 1", PAST)
+        answer = self.answer(db, "SELECT try_start_run('other', 'api', 'k')")
+        self.assertEqual((answer["started"], answer["id"], answer["scope"]), (True, 2, "other"))
+        self.check(db, "SELECT run_status(1)", expect="failed")
+        # Bad arguments still raise.
+        self.check(db, "SELECT try_start_run('')", expect=Err(
+            "bad_argument", "try_start_run(): scope must not be empty"))
+        self.check(db, "SELECT try_start_run('x', 'api', NULL)", expect=Err(
+            "bad_argument", "try_start_run(): concurrency_key must be text, got NULL"))
+        self.check(db, "SELECT try_start_run('x', 'api', 'k2', 0)", expect=Err(
+            "bad_argument", "try_start_run(): lease_seconds must be between 1 and 31536000 (365 days), "
+                            "got 0; pass NULL for no time-based expiry"))
+        self.check(db, "SELECT count(*) FROM runs", expect=2)
+
+    def test_fail_run_takes_a_null_message(self):
+        db = self.db
+        self.check(db, "SELECT start_run('full')", expect=1)
+        self.check(db, "SELECT fail_run(1, NULL)", expect="updated")
+        self.check(db, "SELECT error_message FROM runs WHERE id = 1", expect=None)
+        self.check(db, "SELECT run_status(1)", expect="failed")
+        self.check(db, "SELECT fail_run(1, NULL)", expect="not_in_expected_state")
+        self.check(db, "SELECT fail_run(2, NULL)", expect="not_found")
+
+    def test_progress_may_exceed_an_estimated_or_unknown_total(self):
+        db = self.db
+        self.check(db, "SELECT start_run('full')", expect=1)
+        self.check(db, "SELECT update_run_progress(1, 11, 10, 'more than estimated')", expect="updated")
+        self.check(db, "SELECT progress_current FROM runs WHERE id = 1", expect=11)
+        self.check(db, "SELECT progress_total FROM runs WHERE id = 1", expect=10)
+        self.check(db, "SELECT update_run_progress(1, 12, NULL, NULL)", expect="updated")
+        self.check(db, "SELECT progress_total FROM runs WHERE id = 1", expect=None)
+        self.check(db, "SELECT update_run_progress(1, -1, NULL, NULL)", expect=Err(
+            "bad_argument", "update_run_progress(): current must not be negative, got -1"))
+        self.check(db, "SELECT update_run_progress(1, 1, -5, NULL)", expect=Err(
+            "bad_argument", "update_run_progress(): total must not be negative, got -5"))
+        self.check(db, "SELECT update_run_progress(1, NULL, 5, NULL)", expect=Err(
+            "bad_argument", "update_run_progress(): current must be an integer, got NULL"))
+        self.check(db, "SELECT progress_current FROM runs WHERE id = 1", expect=12)
 
     # -------------------------------------------- raw writers, state machine
 
@@ -492,6 +583,39 @@ class Conformance(unittest.TestCase):
         self.check(db, "SELECT reap_stale_runs()", expect=1)
         self.assertEqual([self.status(i) for i in (1, 2, 3)], ["failed", "failed", "pending"])
         self.check(db, "SELECT reap_stale_runs()", expect=0)
+        self.check(db, "SELECT reap_stale_runs(NULL)", expect=Err(
+            "bad_argument", "reap_stale_runs(): concurrency_key must be text, got NULL"))
+
+    @crash_recovery
+    def test_reap_stale_runs_ends_ownerless_runs_older_than_it_is_told(self):
+        db = self.db
+        # Active runs written before migration 3, or by code without the
+        # extension: no owner, no lease. Only an age given by the caller ends them.
+        old = "2020-01-01T00:00:00.000Z"
+        for status, key, created in [("running", "a", old), ("pending", "b", old), ("pending", "c", None)]:
+            db.value("INSERT INTO runs (scope, status, concurrency_key, created_at, started_at)"
+                     " VALUES ('old', ?, ?, coalesce(?, " + NOW_SQL[ENGINE_NAME] + "), ?)",
+                     status, key, created, created if status == "running" else None)
+        self.check(db, "SELECT start_run('mine', 'api', 'd')", expect=4)
+        mine = 4
+        db.value("UPDATE runs SET created_at = ? WHERE id = ?", old, mine)
+        self.check(db, "SELECT reap_stale_runs()", expect=0)
+        self.check(db, "SELECT start_run('x', 'api', 'a')", expect=Err(
+            "already_active", re.compile(r"start_run\(\): run 1 is already active for concurrency_key 'a' .*")))
+        self.check(db, "SELECT reap_stale_runs('zz', 3600)", expect=0)
+        self.check(db, "SELECT reap_stale_runs('a', 3600)", expect=1)
+        self.check(db, "SELECT reap_stale_runs(NULL, 3600)", expect=1)
+        self.check(db, "SELECT reap_stale_runs(NULL, 3600)", expect=0)
+        self.assertEqual([self.status(i) for i in (1, 2, 3, mine)], ["failed", "failed", "pending", "pending"])
+        self.check(db, "SELECT error_message FROM runs WHERE id = 1", expect=
+                   f"abandoned: no owner recorded, and running since {old}, more than 3600 seconds ago")
+        self.check(db, "SELECT error_message FROM runs WHERE id = 2", expect=
+                   f"abandoned: no owner recorded, and pending since {old}, more than 3600 seconds ago")
+        self.check(db, "SELECT start_run('x', 'api', 'a')", expect=5)
+        self.check(db, "SELECT reap_stale_runs(NULL, -1)", expect=Err(
+            "bad_argument", "reap_stale_runs(): ownerless_after_seconds must not be negative, got -1"))
+        self.check(db, "SELECT reap_stale_runs(NULL, NULL)", expect=Err(
+            "bad_argument", "reap_stale_runs(): ownerless_after_seconds must be an integer, got NULL"))
         self.check(db, "SELECT reap_stale_runs(NULL)", expect=Err(
             "bad_argument", "reap_stale_runs(): concurrency_key must be text, got NULL"))
 

@@ -202,8 +202,6 @@ describe('argument errors', () => {
       'update_run_progress(): current must be an integer, got real 0.5');
     assertError(db, 'SELECT update_run_progress(?, ?, ?, ?)', [1, -1, 10, null], 'SQLITE_ERROR',
       'update_run_progress(): current must not be negative, got -1');
-    assertError(db, 'SELECT update_run_progress(?, ?, ?, ?)', [1, 11, 10, null], 'SQLITE_ERROR',
-      'update_run_progress(): current must not exceed total (11 > 10)');
     assertError(db, 'SELECT cancel_run(?)', ['1'], 'SQLITE_ERROR',
       'cancel_run(): id must be an integer, got text');
     assertError(db, 'SELECT start_run(?)', [1], 'SQLITE_ERROR',
@@ -216,8 +214,8 @@ describe('argument errors', () => {
       'start_run(): scope must not be empty');
     assertError(db, 'SELECT start_run(?)', ['s'.repeat(1025)], 'SQLITE_TOOBIG',
       'start_run(): scope is too long (1025 bytes, at most 1024)');
-    assertError(db, 'SELECT fail_run(?, ?)', [1, null], 'SQLITE_ERROR',
-      'fail_run(): error_message must be text, got NULL');
+    assertError(db, 'SELECT fail_run(?, ?)', [1, 2], 'SQLITE_ERROR',
+      'fail_run(): error_message must be text, got real');
     assert.equal(value(db, 'SELECT count(*) FROM runs'), 0);
     db.close();
   });
@@ -238,22 +236,32 @@ describe('argument errors', () => {
 });
 
 describe('transactions', () => {
-  test('start_run inside db.transaction() is refused', () => {
+  test('start_run inside db.transaction() is refused, and joins db.transaction().immediate()', () => {
     const db = migrated();
     const startInTransaction = db.transaction(() => value(db, "SELECT start_run('full')"));
     assert.throws(startInTransaction, {
       code: 'SQLITE_ERROR',
-      message: 'start_run(): cannot run inside a transaction, because it commits its own: ' +
-        'call it after COMMIT or ROLLBACK',
+      message: 'start_run(): cannot run inside a transaction that does not hold the write lock: ' +
+        'begin it with BEGIN IMMEDIATE, or call it outside any transaction',
     });
     assert.equal(db.inTransaction, false);
-    assert.equal(value(db, "SELECT start_run('full')"), 1);
+    // BEGIN IMMEDIATE: the run commits or rolls back with the transaction.
+    const startThenAbort = db.transaction(() => {
+      value(db, "SELECT start_run('full')");
+      throw new Error('abort');
+    });
+    assert.throws(() => startThenAbort.immediate(), { message: 'abort' });
+    assert.equal(value(db, 'SELECT active_run()'), null);
+    assert.equal(startInTransaction.immediate(), 1);
+    assert.equal(value(db, 'SELECT active_run()'), 1);
+    assert.equal(value(db, 'SELECT cancel_run(1)'), 'updated');
+    assert.equal(value(db, "SELECT start_run('full')"), 2);
     // Transitions join the caller's transaction and roll back with it.
     assert.throws(db.transaction(() => {
-      assert.equal(value(db, 'SELECT mark_run_running(?)', 1), 'updated');
+      assert.equal(value(db, 'SELECT mark_run_running(?)', 2), 'updated');
       throw new Error('abort');
     }), { message: 'abort' });
-    assert.equal(value(db, 'SELECT run_status(1)'), 'pending');
+    assert.equal(value(db, 'SELECT run_status(2)'), 'pending');
     db.close();
   });
 

@@ -26,8 +26,8 @@ CASES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 END_IT = (": wait for it to finish, or end it with complete_run(), fail_run() "
           "or cancel_run()")
-INSIDE_TRANSACTION = ("start_run(): cannot run inside a transaction, because it "
-                      "commits its own: call it after COMMIT or ROLLBACK")
+NO_WRITE_LOCK = ("start_run(): cannot run inside a transaction that does not hold the write "
+                 "lock: begin it with BEGIN IMMEDIATE, or call it outside any transaction")
 SQLITE_CONSTRAINT_UNIQUE = 2067
 
 
@@ -242,10 +242,8 @@ class ArgumentErrorTest(ClientTestCase):
                           "mark_run_running(): id must be an integer, got text")
         self.assert_error(conn, "SELECT update_run_progress(?, ?, ?, ?)", (1, -1, 10, None),
                           "update_run_progress(): current must not be negative, got -1")
-        self.assert_error(conn, "SELECT update_run_progress(?, ?, ?, ?)", (1, 11, 10, None),
-                          "update_run_progress(): current must not exceed total (11 > 10)")
-        self.assert_error(conn, "SELECT fail_run(?, ?)", (1, None),
-                          "fail_run(): error_message must be text, got NULL")
+        self.assert_error(conn, "SELECT fail_run(?, ?)", (1, b"x"),
+                          "fail_run(): error_message must be text, got blob")
         self.assert_error(conn, "SELECT start_run()", (),
                           "wrong number of arguments to function start_run()")
         self.assertEqual(value(conn, "SELECT count(*) FROM runs"), 0)
@@ -293,7 +291,7 @@ class TransactionTest(ClientTestCase):
         conn.execute("BEGIN")
         with self.assertRaises(sqlite3.OperationalError) as raised:
             conn.execute("SELECT start_run('full')")
-        self.assertEqual(str(raised.exception), INSIDE_TRANSACTION)
+        self.assertEqual(str(raised.exception), NO_WRITE_LOCK)
         self.assertTrue(conn.in_transaction)  # the caller's transaction is untouched
         conn.execute("ROLLBACK")
         self.assertEqual(value(conn, "SELECT start_run('full')"), 1)
@@ -303,19 +301,33 @@ class TransactionTest(ClientTestCase):
         conn.execute("BEGIN")
         with self.assertRaises(sqlite3.OperationalError) as raised:
             conn.execute("SELECT start_run('full')")
-        self.assertEqual(str(raised.exception), INSIDE_TRANSACTION)
+        self.assertEqual(str(raised.exception), NO_WRITE_LOCK)
         conn.rollback()
 
-    def test_implicit_transaction_before_dml_blocks_start_run_until_commit(self):
+    def test_start_run_joins_begin_immediate(self):
+        conn = self.migrated(isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        self.assertEqual(value(conn, "SELECT start_run('full')"), 1)
+        self.assertTrue(conn.in_transaction)
+        conn.execute("ROLLBACK")
+        self.assertIsNone(value(conn, "SELECT active_run()"))
+
+    def test_implicit_transaction_before_dml_is_joined_by_start_run(self):
+        # The default mode opens a transaction before INSERT; having written,
+        # it holds the write lock, and start_run() joins it: the run commits,
+        # or rolls back, with the application's own rows.
         conn = self.migrated()
         conn.execute("CREATE TABLE notes (text TEXT)")
         conn.execute("INSERT INTO notes VALUES ('queued')")  # implicit BEGIN
         self.assertTrue(conn.in_transaction)
-        with self.assertRaises(sqlite3.OperationalError) as raised:
-            conn.execute("SELECT start_run('full')")
-        self.assertEqual(str(raised.exception), INSIDE_TRANSACTION)
-        conn.commit()
         self.assertEqual(value(conn, "SELECT start_run('full')"), 1)
+        self.assertTrue(conn.in_transaction)
+        conn.rollback()
+        self.assertIsNone(value(conn, "SELECT active_run()"))
+        conn.execute("INSERT INTO notes VALUES ('queued')")
+        self.assertEqual(value(conn, "SELECT start_run('full')"), 1)
+        conn.commit()
+        self.assertEqual(value(conn, "SELECT active_run()"), 1)
 
     def test_transitions_join_the_callers_transaction(self):
         conn = self.migrated(isolation_level=None)

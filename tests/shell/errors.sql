@@ -48,7 +48,7 @@ SELECT 'triggered_by', start_run('full', '');
 SELECT 'concurrency_key', start_run('full', 'api', 7);
 SELECT 'concurrency_key', start_run('full', 'api', NULL);
 SELECT 'concurrency_key', active_run(7);
-SELECT 'error_message', fail_run(1, NULL);
+SELECT 'error_message', fail_run(1, 1.5);
 SELECT 'error_message', fail_run(1, 42);
 SELECT 'current_step', update_run_progress(1, 0, 0, 3);
 SELECT 'runs', count(*) FROM runs;
@@ -84,7 +84,7 @@ SELECT 'id', run_status(x'01');
 SELECT 'id', update_run_progress('1', 0, 0, NULL);
 SELECT 'id', run_status(3.0), run_status(-1), run_status(9223372036854775807);
 
--- Progress counts: non-negative integers, current at most total when total > 0.
+-- Progress counts: non-negative integers; current may exceed total (an estimate).
 SELECT 'start', start_run('full');
 SELECT 'current', update_run_progress(4, -1, 10, NULL);
 SELECT 'total', update_run_progress(4, 0, -10, NULL);
@@ -102,8 +102,9 @@ SELECT 'arity', fail_run(4);
 SELECT 'arity', update_run_progress(4, 1, 2);
 SELECT 'arity', runs_migrate(1);
 
--- start_run() and runs_migrate() commit their own transaction: not inside
--- the caller's, nor inside another statement.
+-- runs_migrate() commits its own transaction: not inside the caller's, nor
+-- inside another statement. start_run() joins the caller's transaction only
+-- when it holds the write lock (BEGIN IMMEDIATE), never another statement.
 BEGIN;
 SELECT 'in transaction', start_run('other', 'api', 'k');
 SELECT 'in transaction', runs_migrate();
@@ -114,7 +115,7 @@ ROLLBACK;
 SELECT 'after rollback', run_status(4);
 BEGIN IMMEDIATE;
 SELECT 'in write transaction', start_run('other', 'api', 'k');
-COMMIT;
+ROLLBACK;
 SELECT 'with FROM', start_run('other', 'api', 'k') FROM runs WHERE id = 4;
 SELECT 'with FROM', runs_migrate() FROM runs WHERE id = 4;
 CREATE TABLE log (id INTEGER);

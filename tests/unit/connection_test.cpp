@@ -206,6 +206,9 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"fail_run", 2, kDirectOnly},        {"cancel_run", 1, kDirectOnly},
       {"update_run_progress", 4, kDirectOnly}, {"heartbeat_run", 1, kDirectOnly},
       {"reap_stale_runs", 0, kDirectOnly}, {"reap_stale_runs", 1, kDirectOnly},
+      {"reap_stale_runs", 2, kDirectOnly}, {"try_start_run", 1, kDirectOnly},
+      {"try_start_run", 2, kDirectOnly},   {"try_start_run", 3, kDirectOnly},
+      {"try_start_run", 4, kDirectOnly},   {"runs_owner_pid", 1, kDirectOnly},
       {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
       {"runs_migrate", 0, kDirectOnly},    {"runs_check", 0, kDirectOnly},
       {"runs_version", 0, kInnocuous | kDeterministic},
@@ -221,7 +224,8 @@ TEST(Api, FlagsOfEachFunction) {
       "SELECT name, narg, flags & 0x80000 != 0, flags & 0x200000 != 0, flags & 0x800 != 0"
       " FROM pragma_function_list WHERE name IN ('start_run', 'active_run', 'mark_run_running',"
       " 'complete_run', 'fail_run', 'cancel_run', 'update_run_progress', 'heartbeat_run',"
-      " 'reap_stale_runs', 'run_info', 'run_status', 'runs_migrate', 'runs_version', 'runs_debug')"
+      " 'reap_stale_runs', 'run_info', 'run_status', 'runs_migrate', 'runs_version', 'runs_debug',"
+      " 'try_start_run', 'runs_owner_pid')"
       " ORDER BY name, narg");
   EXPECT_EQ(found, (Rows{{"active_run", "0", "1", "0", "0"},
                          {"active_run", "1", "1", "0", "0"},
@@ -232,15 +236,21 @@ TEST(Api, FlagsOfEachFunction) {
                          {"mark_run_running", "1", "1", "0", "0"},
                          {"reap_stale_runs", "0", "1", "0", "0"},
                          {"reap_stale_runs", "1", "1", "0", "0"},
+                         {"reap_stale_runs", "2", "1", "0", "0"},
                          {"run_info", "1", "1", "0", "0"},
                          {"run_status", "1", "1", "0", "0"},
                          {"runs_debug", "0", "0", "1", "0"},
                          {"runs_migrate", "0", "1", "0", "0"},
+                         {"runs_owner_pid", "1", "1", "0", "0"},
                          {"runs_version", "0", "0", "1", "1"},
                          {"start_run", "1", "1", "0", "0"},
                          {"start_run", "2", "1", "0", "0"},
                          {"start_run", "3", "1", "0", "0"},
                          {"start_run", "4", "1", "0", "0"},
+                         {"try_start_run", "1", "1", "0", "0"},
+                         {"try_start_run", "2", "1", "0", "0"},
+                         {"try_start_run", "3", "1", "0", "0"},
+                         {"try_start_run", "4", "1", "0", "0"},
                          {"update_run_progress", "4", "1", "0", "0"}}));
 }
 

@@ -49,7 +49,7 @@ TEST_F(RecoveryFunctions, ArgumentsOfTheNewFunctions) {
           "reap_stale_runs(): concurrency_key must be text, got NULL");
   refused("SELECT heartbeat_run(1, 2)", SQLITE_ERROR,
           "wrong number of arguments to function heartbeat_run()");
-  refused("SELECT reap_stale_runs('a', 'b')", SQLITE_ERROR,
+  refused("SELECT reap_stale_runs('a', 1, 2)", SQLITE_ERROR,
           "wrong number of arguments to function reap_stale_runs()");
   refused("SELECT run_info()", SQLITE_ERROR, "wrong number of arguments to function run_info()");
   refused("SELECT start_run('s', 'api', 'k', 60, 1)", SQLITE_ERROR,

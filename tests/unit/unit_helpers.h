@@ -35,6 +35,9 @@ inline const std::string kBusy =
     "connection a longer busy_timeout";
 inline const std::string kInsideBegin =
     "cannot run inside a transaction, because it commits its own: call it after COMMIT or ROLLBACK";
+inline const std::string kNoWriteLock =
+    "cannot run inside a transaction that does not hold the write lock: begin it with BEGIN "
+    "IMMEDIATE, or call it outside any transaction";
 inline const std::string kReadTxn =
     "must be a statement of its own, with no FROM clause: this statement, or another one of this "
     "connection still being stepped, holds a read transaction";
