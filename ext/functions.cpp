@@ -19,6 +19,9 @@ namespace {
 constexpr std::size_t kMaxNameBytes = 1024;             // scope, triggered_by, key, step
 constexpr std::size_t kMaxMessageBytes = 1024 * 1024;  // error_message
 constexpr sqlite3_int64 kMaxLeaseSeconds = 365 * 24 * 60 * 60;
+// The pointer type of earlier_busy_handler()'s handshake. A new layout of
+// BusyHandler needs a new name.
+constexpr const char* kBusyHandlerHandover = "sqlite-runs BusyHandler v1";
 
 struct Registration {
   const FunctionSpec* spec;
@@ -52,6 +55,11 @@ class Call {
   int argc() const noexcept { return argc_; }
   RunStore& store() noexcept { return store_; }
   bool is_null(int i) const noexcept { return sqlite3_value_type(argv_[i]) == SQLITE_NULL; }
+  // Argument i as a pointer of `type` bound with sqlite3_bind_pointer(), or
+  // nullptr: SQL itself cannot make one.
+  void* pointer(int i, const char* type) const noexcept {
+    return sqlite3_value_pointer(argv_[i], type);
+  }
 
   enum class Empty { kRefused, kAllowed };
 
@@ -240,6 +248,20 @@ void runs_migrate(Call& call) {
 
 void runs_check(Call& call) { call.result(std::optional<std::string>(call.store().check())); }
 
+void runs_busy_timeout(Call& call) {
+  using Handover = std::shared_ptr<BusyHandler>;
+  if (auto* earlier = static_cast<Handover*>(call.pointer(0, kBusyHandlerHandover))) {
+    *earlier = call.store().busy_handler();
+    return call.result(std::optional<sqlite3_int64>());
+  }
+  const auto ms = call.count(0, "ms");
+  if (ms > kMaxBusyTimeoutMs) {
+    throw Error(SQLITE_ERROR, "ms must be at most " + std::to_string(kMaxBusyTimeoutMs) +
+                                  " (one hour), got " + std::to_string(ms));
+  }
+  call.result(call.store().set_busy_timeout(ms));
+}
+
 void runs_owner_pid(Call& call) {
   const sqlite3_int64 pid = call.integer(0, "pid");
   if (pid < 1) {
@@ -276,6 +298,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
     {"runs_check", 0, 0, kDirectOnly, runs_check},
     {"runs_owner_pid", 1, 1, kDirectOnly, runs_owner_pid},
+    {"runs_busy_timeout", 1, 1, kDirectOnly, runs_busy_timeout},
     {"runs_version", 0, 0, kPure, runs_version},
     {"runs_debug", 0, 0, kInnocuous, runs_debug},
 };
@@ -329,6 +352,26 @@ int register_function(sqlite3* db, const FunctionSpec& spec,
     if (rc != SQLITE_OK) return rc;
   }
   return SQLITE_OK;
+}
+
+std::shared_ptr<BusyHandler> earlier_busy_handler(sqlite3* db) noexcept {
+  std::shared_ptr<BusyHandler> earlier;
+  // Neither statement reads the schema: loading the library must not parse
+  // it before the functions exist (a hostile schema is refused as it loads).
+  sqlite3_stmt* ask = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT runs_busy_timeout(?1)", -1, &ask, nullptr) == SQLITE_OK) {
+    if (sqlite3_bind_pointer(ask, 1, &earlier, kBusyHandlerHandover, nullptr) == SQLITE_OK) {
+      sqlite3_step(ask);
+    }
+    sqlite3_finalize(ask);
+    return earlier;
+  }
+  // No earlier load ("no such function"). A statement that prepares clears
+  // that error from the connection, so that a successful load leaves none.
+  sqlite3_stmt* clear = nullptr;
+  sqlite3_prepare_v2(db, "SELECT 1", -1, &clear, nullptr);
+  sqlite3_finalize(clear);
+  return earlier;
 }
 
 }  // namespace runs

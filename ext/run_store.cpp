@@ -679,4 +679,16 @@ int RunStore::migrate() {
   return latest;
 }
 
+sqlite3_int64 RunStore::set_busy_timeout(sqlite3_int64 ms) {
+  if (ms == 0) {
+    sqlite3_busy_handler(db_, nullptr, nullptr);
+    return 0;
+  }
+  if (!busy_handler_) busy_handler_ = std::make_shared<BusyHandler>();
+  busy_handler_->set_timeout_ms(ms);
+  const int rc = sqlite3_busy_handler(db_, BusyHandler::callback, busy_handler_.get());
+  if (rc != SQLITE_OK) throw last_error(db_, rc);
+  return ms;
+}
+
 }  // namespace runs

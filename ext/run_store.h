@@ -1,10 +1,12 @@
 // runs::RunStore: the run lifecycle over one connection; all of its SQL.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "busy_handler.h"
 #include "liveness.h"
 #include "statement_cache.h"
 #include "transaction.h"
@@ -92,6 +94,21 @@ class RunStore {
 
   StatementCache& statements() noexcept { return statements_; }
 
+  // runs_busy_timeout(ms): installs the connection's BusyHandler with a
+  // timeout of `ms` (checked by the caller: 0..kMaxBusyTimeoutMs) in place of
+  // whatever busy handler the connection had; 0 removes the connection's
+  // busy handler. The handler is created on the first call and lives until
+  // the connection closes. Returns `ms`.
+  sqlite3_int64 set_busy_timeout(sqlite3_int64 ms);
+
+  // The connection's handler state, shared with a later load of the library
+  // on the same connection (runs.cpp): the handler SQLite may hold a pointer
+  // to must outlive the registrations that the new load replaces.
+  const std::shared_ptr<BusyHandler>& busy_handler() const noexcept { return busy_handler_; }
+  void adopt_busy_handler(std::shared_ptr<BusyHandler> handler) noexcept {
+    busy_handler_ = std::move(handler);
+  }
+
  private:
   // The statements of run_store.cpp, by slot in the statement cache.
   enum Sql : std::size_t {
@@ -153,6 +170,7 @@ class RunStore {
   std::optional<Owner> self_;
   sqlite3_int64 named_by_ = 0;  // the process that called name_owner(), if any
   bool schema_verified_ = false;
+  std::shared_ptr<BusyHandler> busy_handler_;
 };
 
 }  // namespace runs

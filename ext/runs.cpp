@@ -46,6 +46,8 @@
 **       dropped guards
 **   runs_check()                             -> JSON: what is wrong, like
 **       PRAGMA integrity_check
+**   runs_busy_timeout(ms)                    -> ms; installs a fair, bounded
+**       busy handler on the connection in place of busy_timeout (0: none)
 **   runs_version()                           -> 'vX.Y.Z'
 **   runs_debug()                             -> JSON: version, commit, build, SQLite
 **
@@ -60,7 +62,8 @@
 ** statement), liveness.cpp (who owns a run, and whether it still lives),
 ** schema_check.cpp (the schema compared with what sql/ creates),
 ** statement.h / transaction.h / statement_cache.h (RAII over the C API),
-** close_hook.cpp (frees the cached statements at sqlite3_close()).
+** close_hook.cpp (frees the cached statements at sqlite3_close()),
+** busy_handler.cpp (the busy handler of runs_busy_timeout()).
 */
 #include <memory>
 #include <new>
@@ -85,6 +88,7 @@ int register_all(sqlite3* db, char** error_message) {
     return set_load_error(error_message, problem->c_str(), SQLITE_ERROR);
   }
   const auto store = std::make_shared<runs::RunStore>(db);
+  store->adopt_busy_handler(runs::earlier_busy_handler(db));
   // Functions first: SQLite refuses to replace a function while a statement
   // runs (loading again from SELECT load_extension(...)), and then the old
   // registrations, their store and its close hook stay as they were. The

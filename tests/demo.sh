@@ -44,7 +44,9 @@ i=0
 while [ "$i" -lt "$processes" ]; do
   sqlite3 -batch "$db" > "$work/out.$i" 2> "$work/err.$i" 3>&- 4>&- <<SQL &
 .load $ext
-.timeout 5000
+.output /dev/null
+SELECT runs_busy_timeout(5000);
+.output
 SELECT start_run('nightly-import', 'worker-$i');
 .shell echo $i > $work/tried; read line < $work/done
 SQL

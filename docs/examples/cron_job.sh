@@ -8,8 +8,8 @@ shift 2
 ext=${SQLITE_RUNS_EXTENSION:-build/runs}
 
 runs() {  # one SQL statement, on a connection that records this script as owner
-  sqlite3 -batch -bail "$db" ".load $ext" ".timeout 5000" \
-    ".output /dev/null" "SELECT runs_owner_pid($$)" ".output" "$1"
+  sqlite3 -batch -bail "$db" ".load $ext" ".output /dev/null" "SELECT runs_busy_timeout(5000)" \
+    "SELECT runs_owner_pid($$)" ".output" "$1"
 }
 
 answer=$(runs "SELECT try_start_run('nightly', 'cron', 'nightly')")

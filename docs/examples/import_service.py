@@ -22,12 +22,14 @@ KEY = "imports"  # the concurrency key: one active import at a time
 
 
 def connect(path):
-    """A connection as every process opens one: the library loaded, WAL, and a
-    busy timeout so that a function waits for another process's write lock."""
-    db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    """A connection as every process opens one: the library loaded, WAL, and its
+    busy handler, so that a function waits for another process's write lock,
+    and no process starves behind the others."""
+    db = sqlite3.connect(path, isolation_level=None)
     db.enable_load_extension(True)
     db.load_extension(os.environ["SQLITE_RUNS_EXTENSION"])
     db.enable_load_extension(False)
+    db.execute("SELECT runs_busy_timeout(5000)")
     db.execute("PRAGMA journal_mode = WAL")
     return db
 

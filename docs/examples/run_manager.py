@@ -18,11 +18,13 @@ import sys
 
 
 def connect(path):
-    """Every connection the application opens: the extension loaded on it."""
-    db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    """Every connection the application opens: the extension loaded on it,
+    and its busy handler (docs/functions/runs_busy_timeout.md)."""
+    db = sqlite3.connect(path, isolation_level=None)
     db.enable_load_extension(True)
     db.load_extension(os.environ["SQLITE_RUNS_EXTENSION"])
     db.enable_load_extension(False)
+    db.execute("SELECT runs_busy_timeout(5000)")
     return db
 
 

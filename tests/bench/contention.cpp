@@ -1,36 +1,46 @@
 // contention: N processes start and finish runs on one WAL database as fast
 // as they can, on one key or on a key each; reports throughput, the wait of
-// start_run (p50, p99, max), how many calls ended in SQLITE_BUSY, and
-// fairness (fewest and most wins per process).
+// every call (start_run and the two finishing updates: p50, p99, max), how
+// many calls ended in SQLITE_BUSY, and fairness (fewest and most wins per
+// process).
 //
 //   contention --extension PATH [--processes 2,4,8,16] [--keys one,separate]
-//              [--variants extension,handwritten] [--seconds S] [--json FILE]
+//              [--variants extension,handwritten] [--seconds S] [--rounds R]
+//              [--load idle,busy] [--backoff FIRST_US,CAP_US] [--json FILE]
 //
 // Variants (every connection: WAL, synchronous=NORMAL, busy_timeout 5000):
 //   extension    SELECT start_run('bench', 'contention', KEY); on success
-//                mark_run_running(id) and complete_run(id)
+//                mark_run_running(id) and complete_run(id); SQLite's busy
+//                handler (busy_timeout 5000): 1, 2, 5, 10, 15, 20, 25, 25,
+//                25, 50, 50, 100, 100, ... ms
+//   extension+runs_busy_timeout  the same after SELECT runs_busy_timeout(5000):
+//                the extension's busy handler, as applications set it up
 //   handwritten  the same work over the C API (bench_db.h's HandCycle SQL):
 //                BEGIN IMMEDIATE, active-run lookup, INSERT, COMMIT, two
 //                guarded UPDATEs, each statement prepared once
-//   extension+backoff  extension, with a connection busy handler that sleeps
-//                50 us doubling to a 2 ms cap (each sleep jittered x0.5..1.5)
-//                instead of SQLite's 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
-//                100, 100, ... ms, until the same 5 s
+//   extension+backoff  extension, with the extension's handler class
+//                (ext/busy_handler.cpp, linked in) installed directly with
+//                the policy of --backoff (default: the extension's): how the
+//                constants were tuned
 //   extension+backoff-start  the same handler for start_run only (the finishing
 //                updates keep busy_timeout): what the extension could do
 //                inside start_run alone
-//   extension+poll   the same with a flat random 0.1-1 ms sleep
 //   extension+flock  extension, each write call made while holding flock()
 //                on DB-bench.lock: the kernel queues the waiters
-// The last three are the experiments of docs/performance.md (item 4): what
+// The last two are the experiments of docs/performance.md (item 4): what
 // it takes for no waiter to starve.
+//
+// --rounds R runs every configuration R times, its variants in turn and in
+// reverse order every other round, so that the variants compared meet the
+// same moments of a shared machine. --load busy keeps one more process
+// spinning on the CPU during each configuration (the other core kept busy).
 //
 // Each configuration gets a fresh database. The parent starts the workers
 // with posix_spawn (fork+exec of this program with --worker; no connection
 // crosses a fork), waits until every one has opened its connection and
 // prepared its statements (one byte '.' each on its stdout), then closes
 // their stdin at once: the start barrier. Each worker runs for S seconds and
-// reports its counts and every start_run wait. A finishing step (to running,
+// reports its counts and every call's wait. A finishing step (to running,
 // to completed) that meets SQLITE_BUSY is retried so that no run stays
 // active, and counted as a BUSY escape too.
 #include <fcntl.h>
@@ -47,12 +57,12 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench_db.h"
+#include "busy_handler.h"
 
 extern char** environ;
 
@@ -86,31 +96,6 @@ struct WorkerCounts {
   long busy = 0;        // start_run calls that ended in SQLITE_BUSY
   long finish_busy = 0; // finishing steps that ended in SQLITE_BUSY (retried)
 };
-
-// A busy handler that polls often: sleeps 100..1000 us (random) between
-// tries, until 5 s have passed since the first try.
-int polling_busy_handler(void* state, int tries) {
-  auto* rng = static_cast<std::minstd_rand*>(state);
-  static thread_local std::int64_t first = 0;
-  if (tries == 0) first = now_ns();
-  if (now_ns() - first > 5'000'000'000LL) return 0;
-  std::uniform_int_distribution<int> micros(100, 1000);
-  usleep(static_cast<useconds_t>(micros(*rng)));
-  return 1;
-}
-
-// Exponential backoff: 50 us doubling to a 2 ms cap, each sleep jittered
-// (x0.5..1.5), until 5 s have passed since the first try.
-int backoff_busy_handler(void* state, int tries) {
-  auto* rng = static_cast<std::minstd_rand*>(state);
-  static thread_local std::int64_t first = 0;
-  if (tries == 0) first = now_ns();
-  if (now_ns() - first > 5'000'000'000LL) return 0;
-  const int base = std::min(2000, 50 << std::min(tries, 6));
-  std::uniform_int_distribution<int> micros(base / 2, base + base / 2);
-  usleep(static_cast<useconds_t>(micros(*rng)));
-  return 1;
-}
 
 // Steps `stmt` to the end; SQLITE_BUSY: returns false (statement reset).
 // Any other failure kills the worker. `id` receives the first column.
@@ -150,12 +135,19 @@ class FileLock {
 };
 
 int worker(const std::string& db_path, const std::string& extension, const std::string& key,
-           const std::string& variant, double seconds, const std::string& latencies_path) {
+           const std::string& variant, double seconds, const std::string& latencies_path,
+           runs::BackoffPolicy policy) {
   const bool uses_extension = variant.rfind("extension", 0) == 0;
   runs_bench::Db db(db_path, uses_extension ? extension.c_str() : nullptr);
-  std::minstd_rand rng(static_cast<unsigned>(getpid()));
-  if (variant == "extension+poll") sqlite3_busy_handler(db.get(), polling_busy_handler, &rng);
-  if (variant == "extension+backoff") sqlite3_busy_handler(db.get(), backoff_busy_handler, &rng);
+  runs::BusyHandler backoff(runs::system_busy_clock(), policy);
+  backoff.set_timeout_ms(5000);
+  if (variant == "extension+backoff") {
+    sqlite3_busy_handler(db.get(), runs::BusyHandler::callback, &backoff);
+  }
+  if (variant == "extension+runs_busy_timeout") {
+    Stmt set(db.get(), "SELECT runs_busy_timeout(5000)");
+    if (set.run() != 5000) die("runs_busy_timeout(5000)");
+  }
   int lock_fd = -1;
   if (variant == "extension+flock") {
     lock_fd = open((db_path + "-bench.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -201,7 +193,7 @@ int worker(const std::string& db_path, const std::string& extension, const std::
     if (uses_extension) {
       FileLock lock(lock_fd);
       if (variant == "extension+backoff-start") {
-        sqlite3_busy_handler(db.get(), backoff_busy_handler, &rng);
+        sqlite3_busy_handler(db.get(), runs::BusyHandler::callback, &backoff);
       }
       ok = step_all(start, db.get(), &id, &refused);
       if (variant == "extension+backoff-start") sqlite3_busy_timeout(db.get(), 5000);
@@ -233,8 +225,11 @@ int worker(const std::string& db_path, const std::string& extension, const std::
     ++counts.wins;
     for (Stmt* finish : {&running, &complete}) {
       for (;;) {
+        const std::int64_t f0 = now_ns();
         FileLock lock(lock_fd);
-        if (step_all(finish->bind(1, id), db.get(), nullptr, nullptr)) break;
+        const bool done = step_all(finish->bind(1, id), db.get(), nullptr, nullptr);
+        waits.push_back(now_ns() - f0);
+        if (done) break;
         ++counts.finish_busy;
       }
     }
@@ -307,25 +302,35 @@ long field(const std::string& line, const std::string& name) {
 }
 
 struct Result {
-  std::string variant, keys;
-  int processes = 0;
+  std::string variant, keys, load;
+  int processes = 0, round = 0;
   double seconds = 0;
   long calls = 0, wins = 0, refusals = 0, busy = 0, finish_busy = 0;
   long min_wins = 0, max_wins = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
 };
 
+// Keeps a CPU busy until killed: the other core kept busy.
+[[noreturn]] void spin() {
+  volatile std::uint64_t x = 0;
+  for (;;) x = x + 1;
+}
+
 Result run_config(const std::string& dir, const std::string& extension, const std::string& variant,
-                  const std::string& keys, int processes, double seconds, int index) {
+                  const std::string& keys, int processes, double seconds, int index,
+                  const std::string& load, const std::string& backoff) {
   const std::string db = dir + "/contention-" + std::to_string(index) + ".db";
   runs_bench::migrate(db, extension.c_str());
+  Child spinner;
+  if (load == "busy") spinner = spawn({self_path(), "--spin", "--extension", extension}, "");
   std::vector<Child> children;
   for (int i = 0; i < processes; ++i) {
     const std::string latencies = db + "-waits-" + std::to_string(i);
     const std::string key = keys == "one" ? "" : "key-" + std::to_string(i);
     children.push_back(spawn({self_path(), "--worker", "--db", db, "--extension", extension,
                               "--key", key, "--variants", variant, "--seconds",
-                              std::to_string(seconds), "--latencies", latencies},
+                              std::to_string(seconds), "--latencies", latencies, "--backoff",
+                              backoff},
                              latencies));
   }
   for (Child& child : children) {
@@ -334,7 +339,7 @@ Result run_config(const std::string& dir, const std::string& extension, const st
   }
   for (Child& child : children) close(child.in);  // the start barrier opens
 
-  Result result{variant, keys, processes, seconds};
+  Result result{variant, keys, load, processes, 0, seconds};
   result.min_wins = -1;
   std::vector<std::int64_t> waits;
   for (Child& child : children) {
@@ -355,6 +360,13 @@ Result run_config(const std::string& dir, const std::string& extension, const st
     std::ifstream in(child.latencies, std::ios::binary);
     std::int64_t value;
     while (in.read(reinterpret_cast<char*>(&value), sizeof value)) waits.push_back(value);
+  }
+  if (spinner.pid > 0) {
+    kill(spinner.pid, SIGKILL);
+    while (waitpid(spinner.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    close(spinner.in);
+    close(spinner.out);
   }
   std::sort(waits.begin(), waits.end());
   if (!waits.empty()) {
@@ -377,12 +389,14 @@ Result run_config(const std::string& dir, const std::string& extension, const st
 std::string to_json(const Result& r) {
   char text[1024];
   std::snprintf(text, sizeof text,
-                "{\"variant\": \"%s\", \"keys\": \"%s\", \"processes\": %d, \"seconds\": %.2f, "
+                "{\"variant\": \"%s\", \"keys\": \"%s\", \"load\": \"%s\", \"round\": %d, "
+                "\"processes\": %d, \"seconds\": %.2f, "
                 "\"calls\": %ld, \"wins\": %ld, \"refusals\": %ld, \"busy\": %ld, "
                 "\"finish_busy\": %ld, \"wins_per_s\": %.1f, \"calls_per_s\": %.1f, "
                 "\"wait_p50_ms\": %.3f, \"wait_p99_ms\": %.3f, \"wait_max_ms\": %.3f, "
                 "\"min_wins\": %ld, \"max_wins\": %ld}",
-                r.variant.c_str(), r.keys.c_str(), r.processes, r.seconds, r.calls, r.wins,
+                r.variant.c_str(), r.keys.c_str(), r.load.c_str(), r.round, r.processes, r.seconds,
+                r.calls, r.wins,
                 r.refusals, r.busy, r.finish_busy, static_cast<double>(r.wins) / r.seconds,
                 static_cast<double>(r.calls) / r.seconds, r.p50_ms, r.p99_ms, r.max_ms,
                 r.min_wins, r.max_wins);
@@ -394,7 +408,9 @@ std::string to_json(const Result& r) {
 int main(int argc, char** argv) {
   std::string db, extension, key, latencies, json;
   std::string processes = "2,4,8,16", keys = "one,separate", variants = "extension,handwritten";
+  std::string loads = "idle", backoff;
   double seconds = 3;
+  int rounds = 1;
   bool is_worker = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -404,6 +420,8 @@ int main(int argc, char** argv) {
     };
     if (arg == "--worker") {
       is_worker = true;
+    } else if (arg == "--spin") {
+      spin();
     } else if (arg == "--db") {
       db = value();
     } else if (arg == "--extension") {
@@ -420,6 +438,12 @@ int main(int argc, char** argv) {
       variants = value();
     } else if (arg == "--seconds") {
       seconds = std::stod(value());
+    } else if (arg == "--rounds") {
+      rounds = std::stoi(value());
+    } else if (arg == "--load") {
+      loads = value();
+    } else if (arg == "--backoff") {
+      backoff = value();
     } else if (arg == "--json") {
       json = value();
     } else {
@@ -427,27 +451,41 @@ int main(int argc, char** argv) {
     }
   }
   if (extension.empty()) die("--extension PATH is required");
-  if (is_worker) return worker(db, extension, key, variants, seconds, latencies);
+  runs::BackoffPolicy policy = runs::kDefaultBackoff;
+  if (!backoff.empty() && backoff != "0,0") {
+    const auto parts = split(backoff);
+    if (parts.size() != 2) die("--backoff FIRST_US,CAP_US");
+    policy = {std::stoll(parts[0]) * 1000, std::stoll(parts[1]) * 1000};
+  }
+  if (is_worker) return worker(db, extension, key, variants, seconds, latencies, policy);
 
   signal(SIGPIPE, SIG_IGN);
   runs_bench::ScratchDir scratch(runs_bench::scratch_parent());
   std::ofstream out;
   if (!json.empty()) out.open(json);
-  std::printf("%-16s %-9s %5s %9s %9s %6s %6s %9s %9s %9s %6s %6s\n", "variant", "keys", "procs",
-              "wins/s", "calls/s", "busy", "fbusy", "p50 ms", "p99 ms", "max ms", "min", "max");
+  std::printf("%-28s %-9s %-5s %5s %9s %9s %6s %6s %9s %9s %9s %6s %6s\n", "variant", "keys",
+              "load", "procs", "wins/s", "calls/s", "busy", "fbusy", "p50 ms", "p99 ms", "max ms",
+              "min", "max");
   int index = 0;
-  for (const std::string& k : split(keys)) {
-    for (const std::string& p : split(processes)) {
-      for (const std::string& v : split(variants)) {
-        const Result r =
-            run_config(scratch.path(), extension, v, k, std::stoi(p), seconds, ++index);
-        std::printf("%-16s %-9s %5d %9.1f %9.1f %6ld %6ld %9.3f %9.3f %9.3f %6ld %6ld\n",
-                    r.variant.c_str(), r.keys.c_str(), r.processes,
-                    static_cast<double>(r.wins) / r.seconds,
-                    static_cast<double>(r.calls) / r.seconds, r.busy, r.finish_busy, r.p50_ms,
-                    r.p99_ms, r.max_ms, r.min_wins, r.max_wins);
-        std::fflush(stdout);
-        if (out.is_open()) out << to_json(r) << "\n" << std::flush;
+  for (int round = 1; round <= rounds; ++round) {
+    for (const std::string& l : split(loads)) {
+      for (const std::string& k : split(keys)) {
+        for (const std::string& p : split(processes)) {
+          std::vector<std::string> order = split(variants);
+          if (round % 2 == 0) std::reverse(order.begin(), order.end());
+          for (const std::string& v : order) {
+            Result r = run_config(scratch.path(), extension, v, k, std::stoi(p), seconds, ++index,
+                                  l, backoff.empty() ? "0,0" : backoff);
+            r.round = round;
+            std::printf("%-28s %-9s %-5s %5d %9.1f %9.1f %6ld %6ld %9.3f %9.3f %9.3f %6ld %6ld\n",
+                        r.variant.c_str(), r.keys.c_str(), r.load.c_str(), r.processes,
+                        static_cast<double>(r.wins) / r.seconds,
+                        static_cast<double>(r.calls) / r.seconds, r.busy, r.finish_busy,
+                        r.p50_ms, r.p99_ms, r.max_ms, r.min_wins, r.max_wins);
+            std::fflush(stdout);
+            if (out.is_open()) out << to_json(r) << "\n" << std::flush;
+          }
+        }
       }
     }
   }

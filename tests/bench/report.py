@@ -6,7 +6,10 @@ tests/bench/measure.sh wrote:
 
 With --into, the tables replace what FILE holds between the lines
 <!-- results: begin --> and <!-- results: end --> (docs/performance.md),
-instead of going to stdout. Every ratio is extension / baseline of medians measured in the same run.
+instead of going to stdout, and the busy handler comparison (item 7,
+busy.jsonl) what it holds between <!-- busy results: begin --> and
+<!-- busy results: end -->. A block whose results are missing (run.sh
+--busy-only measures item 7 alone) is left as it was. Every ratio is extension / baseline of medians measured in the same run.
 """
 import json
 import os
@@ -158,7 +161,7 @@ def active_run_section(cycle):
 def contention_section(rows):
     lines = ["### 4. Contention (processes started with fork+exec, busy_timeout 5000)", "",
              "Each process starts and finishes runs as fast as it can. *wait* is the duration of"
-             " one start_run call (refusals included); *BUSY* counts calls that ended in"
+             " every call (start_run, refusals included, and the finishing updates); *BUSY* counts calls that ended in"
              " SQLITE_BUSY (start_run / the finishing updates); *wins* the runs started per"
              " process, fewest–most.", "",
              "| keys | processes | variant | runs/s | start_run/s | wait p50 ms | p99 ms |"
@@ -235,7 +238,91 @@ def profile_section(profile):
     return lines + [""]
 
 
+def busy_section(rows, machine, theirs_name="extension", ours_name="extension+runs_busy_timeout",
+                 title="### 7. Waiting for the write lock: SQLite's busy handler against"
+                       " runs_busy_timeout(5000)"):
+    """Item 7: SQLite's handler against runs_busy_timeout(5000), per
+    configuration, over the rounds: throughput ratio (median of the rounds'
+    ratios), waits, escapes and wins per process. The C workers' variants
+    by default; the Python workers' with their names."""
+    if not rows:
+        return []
+    seconds = rows[0]["seconds"]
+    rounds = max(r.get("round", 1) for r in rows)
+    lines = [title, ""]
+    if machine:
+        lines += [f"Run {machine.get('date', '?')}, commit {machine['commit']}, {machine['cpus']} CPUs"
+                  " shared with other work, load average at the start "
+                  + ", ".join(f"{x:.2f}" for x in machine["load_average"]) + ".", ""]
+    lines += [f"Each configuration ran {seconds:g} s per handler and round, {rounds} round(s), the two"
+              " handlers in turn (in reverse order every other round). *idle*: nothing else of ours"
+              " running; *busy*: one more process spinning on a CPU. *wait* is the duration of every"
+              " call (start_run, mark_run_running, complete_run), over all rounds; *ratio* the"
+              " median over the rounds of runs_busy_timeout's runs/s divided by SQLite's;"
+              " *BUSY* the calls that ended in SQLITE_BUSY; *wins* the runs started per process,"
+              " fewest–most in any round.", "",
+              "| load | keys | processes | SQLite runs/s | runs_busy_timeout runs/s | ratio |"
+              " p50 ms | p99 ms | max ms | BUSY | wins per process |",
+              "|---|---|---:|---:|---:|---:|---|---|---|---|---|"]
+    configs = {}
+    for r in rows:
+        configs.setdefault((r.get("load", "idle"), r["keys"], r["processes"]), {}).setdefault(
+            r["variant"], []).append(r)
+    escapes = {theirs_name: 0, ours_name: 0}
+    calls = dict(escapes)
+    for (load, keys, processes), by in sorted(configs.items(),
+                                              key=lambda i: (i[0][0] != "idle", i[0][1], i[0][2])):
+        ours, theirs = by.get(ours_name, []), by.get(theirs_name, [])
+        if not ours or not theirs:
+            continue
+        ratios = []
+        for a in ours:
+            b = [t for t in theirs if t.get("round", 1) == a.get("round", 1)]
+            if b and b[0]["wins_per_s"] > 0:
+                ratios.append(a["wins_per_s"] / b[0]["wins_per_s"])
+        ratio = f"**{statistics.median(ratios):.2f}**" if ratios else "–"
+
+        def both(f):
+            return f"{f(theirs)} / {f(ours)}"
+
+        def p(key):
+            return lambda v: f"{statistics.median(x[key] for x in v):.2f}"
+
+        def mx(v):
+            return f"{max(x['wait_max_ms'] for x in v):,.0f}"
+
+        def busy(v):
+            return str(sum(x["busy"] + x["finish_busy"] for x in v))
+
+        def wins(v):
+            return f"{min(x['min_wins'] for x in v):,}–{max(x['max_wins'] for x in v):,}"
+
+        for name, v in ((theirs_name, theirs), (ours_name, ours)):
+            escapes[name] += int(busy(v))
+            calls[name] += sum(x["calls"] for x in v)
+        lines.append(f"| {load} | {keys} | {processes} |"
+                     f" {statistics.median(x['wins_per_s'] for x in theirs):,.0f} |"
+                     f" {statistics.median(x['wins_per_s'] for x in ours):,.0f} | {ratio} |"
+                     f" {both(p('wait_p50_ms'))} | {both(p('wait_p99_ms'))} | {both(mx)} |"
+                     f" {both(busy)} | {wins(theirs)} / {wins(ours)} |")
+    lines += ["", "Each cell with two values: SQLite's handler / runs_busy_timeout(5000).",
+              f"SQLITE_BUSY escapes: SQLite's handler {escapes[theirs_name]} in"
+              f" {calls[theirs_name]:,} start_run calls, runs_busy_timeout"
+              f" {escapes[ours_name]} in {calls[ours_name]:,}.", ""]
+    return lines
+
+
 BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
+BUSY_BEGIN, BUSY_END = "<!-- busy results: begin -->", "<!-- busy results: end -->"
+
+
+def replace_block(doc, begin, end, text, into):
+    if doc.count(begin) != 1 or doc.count(end) != 1:
+        print(f"{into} needs one line {begin} and one line {end}", file=sys.stderr)
+        return None
+    head, rest = doc.split(begin)
+    _, tail = rest.split(end)
+    return head + begin + "\n\n" + text + "\n" + end + tail
 
 
 def main(argv):
@@ -248,6 +335,22 @@ def main(argv):
     results = argv[1]
     cycle = load(results, "cycle.json")
     profile = load(results, "profile.json")
+    busy = busy_section(load(results, "busy.jsonl"), load(results, "machine.json"))
+    busy += busy_section(load(results, "busy_python.jsonl"), None, "python",
+                         "python+runs_busy_timeout",
+                         "#### From Python: sqlite3.connect(timeout=5.0) against runs_busy_timeout(5000)"
+                         " (`tests/bench/python_contention.py`)")
+    if cycle is None and busy:  # run.sh --busy-only
+        if into is None:
+            print("\n".join(busy))
+            return 0
+        with open(into) as f:
+            doc = replace_block(f.read(), BUSY_BEGIN, BUSY_END, "\n".join(busy), into)
+        if doc is None:
+            return 1
+        with open(into, "w") as f:
+            f.write(doc)
+        return 0
     out = []
     out += machine_section(load(results, "machine.json"))
     out += cycle_section(cycle, profile)
@@ -258,17 +361,16 @@ def main(argv):
     out += profile_section(profile)
     text = "\n".join(out)
     if into is None:
-        print(text)
+        print(text + ("\n" + "\n".join(busy) if busy else ""))
         return 0
     with open(into) as f:
-        doc = f.read()
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
-        print(f"{into} needs one line {BEGIN} and one line {END}", file=sys.stderr)
+        doc = replace_block(f.read(), BEGIN, END, text, into)
+    if doc is not None and busy:
+        doc = replace_block(doc, BUSY_BEGIN, BUSY_END, "\n".join(busy), into)
+    if doc is None:
         return 1
-    head, rest = doc.split(BEGIN)
-    _, tail = rest.split(END)
     with open(into, "w") as f:
-        f.write(head + BEGIN + "\n\n" + text + "\n" + END + tail)
+        f.write(doc)
     return 0
 
 

@@ -12,7 +12,11 @@
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //
 //   race_worker --db PATH --mode naive|extension|migrate --iterations N
-//               [--key KEY] [--extension PATH] [--lockstep]
+//               [--key KEY] [--extension PATH] [--lockstep] [--busy-handler sqlite|runs]
+//
+// --busy-handler: how the connection waits for the write lock, 5000 ms at
+// most: SQLite's busy_timeout (the default), or the extension's handler
+// (SELECT runs_busy_timeout(5000), modes extension and migrate only).
 //
 // Modes:
 //   naive      the check-then-insert pattern, in separate autocommit
@@ -62,6 +66,7 @@ struct Options {
   std::string key;
   std::string extension;
   bool lockstep = false;
+  std::string busy_handler = "sqlite";
 };
 
 struct Counts {
@@ -79,7 +84,8 @@ struct Counts {
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "race_worker: %s\nusage: race_worker --db PATH --mode naive|extension|migrate "
-               "--iterations N [--key KEY] [--extension PATH] [--lockstep]\n",
+               "--iterations N [--key KEY] [--extension PATH] [--lockstep] "
+               "[--busy-handler sqlite|runs]\n",
                problem);
   std::exit(2);
 }
@@ -109,6 +115,8 @@ Options parse(int argc, char** argv) {
       options.extension = value();
     } else if (arg == "--lockstep") {
       options.lockstep = true;
+    } else if (arg == "--busy-handler") {
+      options.busy_handler = value();
     } else {
       usage(("unknown argument " + arg).c_str());
     }
@@ -122,6 +130,12 @@ Options parse(int argc, char** argv) {
     usage(("--mode " + options.mode + " needs --extension").c_str());
   }
   if (options.mode == "migrate" && options.iterations != 1) usage("--mode migrate needs --iterations 1");
+  if (options.busy_handler != "sqlite" && options.busy_handler != "runs") {
+    usage("--busy-handler must be sqlite or runs");
+  }
+  if (options.busy_handler == "runs" && options.mode == "naive") {
+    usage("--busy-handler runs needs the extension (mode extension or migrate)");
+  }
   return options;
 }
 
@@ -186,6 +200,12 @@ class Worker {
         std::fprintf(stderr, "race_worker: load %s: %s\n", options_.extension.c_str(),
                      message != nullptr ? message : "?");
         std::exit(2);
+      }
+      if (options_.busy_handler == "runs") {
+        sqlite3_stmt* set = prepare("SELECT runs_busy_timeout(5000)");
+        const bool installed = sqlite3_step(set) == SQLITE_ROW && sqlite3_column_int(set, 0) == 5000;
+        sqlite3_finalize(set);
+        if (!installed) fatal("SELECT runs_busy_timeout(5000)");
       }
     }
     // The test set WAL up before starting the workers; it is persistent.

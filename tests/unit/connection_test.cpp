@@ -212,7 +212,7 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
       {"runs_migrate", 0, kDirectOnly},    {"runs_check", 0, kDirectOnly},
       {"runs_version", 0, kInnocuous | kDeterministic},
-      {"runs_debug", 0, kInnocuous},
+      {"runs_debug", 0, kInnocuous},       {"runs_busy_timeout", 1, kDirectOnly},
   };
   EXPECT_EQ(added, expected);
 }
