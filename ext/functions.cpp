@@ -249,6 +249,8 @@ void runs_migrate(Call& call) {
   call.result(static_cast<sqlite3_int64>(call.store().migrate()));
 }
 
+void runs_check(Call& call) { call.result(std::optional<std::string>(call.store().check())); }
+
 void runs_busy_timeout(Call& call) {
   using Handover = std::shared_ptr<BusyHandler>;
   if (auto* earlier = static_cast<Handover*>(call.pointer(0, kBusyHandlerHandover))) {
@@ -297,6 +299,7 @@ constexpr FunctionSpec kFunctions[] = {
     {"run_status", 1, 1, kDirectOnly, run_status},
     {"run_info", 1, 1, kDirectOnly, run_info},
     {"runs_migrate", 0, 0, kDirectOnly, runs_migrate},
+    {"runs_check", 0, 0, kDirectOnly, runs_check},
     {"runs_owner_pid", 1, 1, kDirectOnly, runs_owner_pid},
     {"runs_busy_timeout", 1, 1, kDirectOnly, runs_busy_timeout},
     {"runs_version", 0, 0, kPure, runs_version},

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "migrations.h"
+#include "schema_check.h"
 #include "transaction.h"
 
 namespace runs {
@@ -25,11 +26,15 @@ namespace {
 #define RUNS_LEASE_FROM_NOW                                   \
   "CASE WHEN lease_seconds IS NULL THEN lease_expires_at"     \
   " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || lease_seconds || ' seconds') END"
+// The calling process becomes the owner: bind_owner(query, 2).
+#define RUNS_SET_OWNER                                                                    \
+  "owner_host = ?2, owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6," \
+  " owner_time_ns = ?7"
 // What reading a run's lease needs; read_lease() takes these columns in order.
 #define RUNS_LEASE_COLUMNS                                                       \
   "id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id," \
   " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"                 \
-  " lease_expires_at <= " RUNS_NOW
+  " lease_expires_at <= " RUNS_NOW ", owner_time_ns"
 
 constexpr const char* kSqlText[] = {
     /* kBegin */ "BEGIN IMMEDIATE",
@@ -38,7 +43,7 @@ constexpr const char* kSqlText[] = {
     /* kSavepoint */ "SAVEPOINT runs_call",
     /* kRelease */ "RELEASE runs_call",
     /* kRollbackTo */ "ROLLBACK TO runs_call",
-    /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3)",
+    /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3, '$.liveness', ?4)",
     // In the comparison, the CAST's NUMERIC affinity converts ?1 as a column
     // would: the whole text or nothing (CAST alone reads a prefix, 'x' as 0).
     /* kIntegerAffinity */
@@ -53,14 +58,13 @@ constexpr const char* kSqlText[] = {
     /* kRunLease */ "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs WHERE id = ?1",
     /* kInsertRun */
     "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at, owner_host,"
-    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, heartbeat_at, lease_seconds,"
-    " lease_expires_at)"
-    " VALUES (?1, 'pending', ?2, ?3, " RUNS_NOW ", ?4, ?5, ?6, ?7, ?8, " RUNS_NOW ", ?9,"
-    " CASE WHEN ?9 IS NULL THEN NULL"
-    " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?9 || ' seconds') END)",
+    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, owner_time_ns, heartbeat_at,"
+    " lease_seconds, lease_expires_at)"
+    " VALUES (?1, 'pending', ?2, ?3, " RUNS_NOW ", ?4, ?5, ?6, ?7, ?8, ?9, " RUNS_NOW ", ?10,"
+    " CASE WHEN ?10 IS NULL THEN NULL"
+    " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?10 || ' seconds') END)",
     /* kMarkRunning */
-    "UPDATE main.runs SET status = 'running', started_at = " RUNS_NOW ", owner_host = ?2,"
-    " owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6,"
+    "UPDATE main.runs SET status = 'running', started_at = " RUNS_NOW ", " RUNS_SET_OWNER ","
     " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
     " WHERE id = ?1 AND status = 'pending'",
     /* kComplete */
@@ -80,7 +84,8 @@ constexpr const char* kSqlText[] = {
     " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
     " WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kHeartbeat */
-    "UPDATE main.runs SET heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
+    "UPDATE main.runs SET " RUNS_SET_OWNER ", heartbeat_at = " RUNS_NOW ","
+    " lease_expires_at = " RUNS_LEASE_FROM_NOW
     " WHERE id = ?1 AND status IN ('pending', 'running')",
     /* kCancelRequested */ "SELECT cancel_requested_at IS NOT NULL FROM main.runs WHERE id = ?1",
     /* kStatus */ "SELECT status FROM main.runs WHERE id = ?1",
@@ -92,7 +97,7 @@ constexpr const char* kSqlText[] = {
     " 'progress_total', progress_total, 'current_step', current_step,"
     " 'owner', json(CASE WHEN owner_pid IS NULL THEN NULL ELSE json_object('host', owner_host,"
     " 'boot_id', owner_boot_id, 'pid_namespace', owner_pid_ns, 'pid', owner_pid,"
-    " 'start_time', owner_start_time) END),"
+    " 'start_time', owner_start_time, 'time_namespace', owner_time_ns) END),"
     " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
     " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
     " FROM main.runs WHERE id = ?1",
@@ -110,6 +115,7 @@ constexpr const char* kSqlText[] = {
 };
 
 #undef RUNS_LEASE_COLUMNS
+#undef RUNS_SET_OWNER
 #undef RUNS_LEASE_FROM_NOW
 #undef RUNS_NOW
 
@@ -121,12 +127,20 @@ struct RunLease {
   std::string since;
   Lease lease;
 };
-constexpr int kLeaseColumns = 11;
+constexpr int kLeaseColumns = 12;
 
 RunLease read_lease(const Query& row) {
   RunLease run{row.int64(0), row.text(1), row.text(2), row.text(3), {}};
   if (!row.is_null(7)) {
-    run.lease.owner = Owner{row.text(4), row.text(5), row.int64(6), row.int64(7), row.int64(8)};
+    Owner owner;
+    if (!row.is_null(4)) owner.host = row.text(4);
+    owner.pid = row.int64(7);
+    // An identity is known only whole; NULL in any part of it: unknown.
+    if (!row.is_null(5) && !row.is_null(6) && !row.is_null(8)) {
+      owner.identity = Identity{row.text(5), row.int64(6), std::nullopt, row.int64(8)};
+      if (!row.is_null(11)) owner.identity->time_namespace = row.int64(11);
+    }
+    run.lease.owner = std::move(owner);
   }
   if (!row.is_null(9)) run.lease.lease_expires_at = row.text(9);
   run.lease.lease_expired = row.int64(10) != 0;
@@ -135,8 +149,9 @@ RunLease read_lease(const Query& row) {
 
 bool is_active(const std::string& status) { return status == "pending" || status == "running"; }
 
-// The schema version the statements above need.
-constexpr int kRequiredSchemaVersion = 3;
+// The schema version the statements above need: the latest (owner_time_ns
+// came with 004).
+int required_schema_version() { return migrations().back().version; }
 
 // 'text' quoted as SQL quotes it, for messages.
 std::string quoted(std::string_view text) {
@@ -158,13 +173,14 @@ Statement& RunStore::statement(Sql sql) {
     // database that was never migrated, or only in part, gets told how to fix
     // it rather than "no such table" or a run written without its guarantee.
     const int version = schema_version();
-    if (version < kRequiredSchemaVersion) {
+    const int required = required_schema_version();
+    if (version < required) {
       throw Error(SQLITE_ERROR,
                   version == 0 ? std::string("the database has no runs schema: "
                                              "run SELECT runs_migrate() first")
                                : "the runs schema is at version " + std::to_string(version) +
                                      " and this library needs " +
-                                     std::to_string(kRequiredSchemaVersion) +
+                                     std::to_string(required) +
                                      ": run SELECT runs_migrate() first");
     }
     schema_verified_ = true;
@@ -192,15 +208,22 @@ const Owner& RunStore::self() {
 }
 
 sqlite3_int64 RunStore::name_owner(sqlite3_int64 pid) {
-  const auto started = liveness_.start_time(pid);
-  if (!started) {
+  Owner owner = liveness_.self();
+  owner.pid = pid;
+  // Where this process cannot read its own identity, pids read here may be
+  // another namespace's: the named owner then has no identity either (its
+  // runs are judged by lease), as when the process table cannot tell.
+  const Probe probe = owner.identity ? liveness_.probe(pid) : Probe{};
+  if (probe.state == Probe::State::kGone) {
     throw Error(SQLITE_ERROR, "no live process has pid " + std::to_string(pid) +
                                   " in this pid namespace: name a process that runs while the "
                                   "run is active, such as the calling script ($$)");
   }
-  Owner owner = liveness_.self();
-  owner.pid = pid;
-  owner.start_time = *started;
+  if (probe.state == Probe::State::kAlive) {
+    owner.identity->start_time = probe.start_time;
+  } else {
+    owner.identity.reset();
+  }
   self_ = std::move(owner);
   named_by_ = getpid();
   return pid;
@@ -208,11 +231,26 @@ sqlite3_int64 RunStore::name_owner(sqlite3_int64 pid) {
 
 void RunStore::bind_owner(Query& query, int first) {
   const Owner& owner = self();
-  query.bind(first, std::string_view(owner.host))
-      .bind(first + 1, std::string_view(owner.boot_id))
-      .bind(first + 2, owner.pid_namespace)
-      .bind(first + 3, owner.pid)
-      .bind(first + 4, owner.start_time);
+  // An unreadable identity is recorded as NULL: never as '' or 0, which a
+  // later reader could compare as if they were known.
+  if (owner.host) {
+    query.bind(first, std::string_view(*owner.host));
+  } else {
+    query.bind_null(first);
+  }
+  query.bind(first + 3, owner.pid);
+  if (const auto& identity = owner.identity) {
+    query.bind(first + 1, std::string_view(identity->boot_id))
+        .bind(first + 2, identity->pid_namespace)
+        .bind(first + 4, identity->start_time);
+    if (identity->time_namespace) {
+      query.bind(first + 5, *identity->time_namespace);
+    } else {
+      query.bind_null(first + 5);
+    }
+  } else {
+    query.bind_null(first + 1).bind_null(first + 2).bind_null(first + 4).bind_null(first + 5);
+  }
 }
 
 WriteTransaction::Statements RunStore::write_statements() {
@@ -230,7 +268,7 @@ std::string RunStore::try_start_run(const StartRequest& request) {
 
 RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
   WriteTransaction::require_allowed(db_);
-  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
   // Every statement is prepared, and the schema checked, before BEGIN: inside
   // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
   // makes SQLite refuse every statement, ROLLBACK included, until the
@@ -271,9 +309,9 @@ RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_a
     query.bind(1, request.scope).bind(2, request.triggered_by).bind(3, request.key);
     bind_owner(query, 4);
     if (request.lease_seconds) {
-      query.bind(9, *request.lease_seconds);
+      query.bind(10, *request.lease_seconds);
     } else {
-      query.bind_null(9);
+      query.bind_null(10);
     }
     query.run();
   }
@@ -339,7 +377,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
   Statement& request = statement(kCancelRequest);
   std::optional<Transaction> transaction;
   if (sqlite3_get_autocommit(db_) && sqlite3_txn_state(db_, nullptr) == SQLITE_TXN_NONE) {
-    if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+    if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
     transaction.emplace(db_, statement(kBegin), statement(kCommit), statement(kRollback));
   }
   std::optional<RunLease> run;
@@ -383,7 +421,13 @@ Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress)
 
 Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kHeartbeat)).bind(1, id).run();
+  // The caller becomes the owner (a hand-over when it is another process,
+  // e.g. a child the owner forked): 'ok' then means that the run is safe
+  // until its lease ends, because whoever judges it judges the caller.
+  Query heartbeat(statement(kHeartbeat));
+  heartbeat.bind(1, id);
+  bind_owner(heartbeat, 2);
+  heartbeat.run();
   if (sqlite3_changes(db_) == 0) return Heartbeat::kLost;
   // Read after the write, so a request recorded before it is seen now.
   Query requested(statement(kCancelRequested));
@@ -395,27 +439,47 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
 sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
                                         std::optional<sqlite3_int64> ownerless_after_seconds) {
   Transaction::require_standalone(db_);
-  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  // Refused where it could not write, even when it would find nothing.
+  require_writable(db_);
   // Prepared before BEGIN, as in start_run().
   Statement& find_active = statement(key ? kActiveRunLease : kActiveRunsLease);
+  Statement& read = statement(kRunLease);
   Statement& fail = statement(kFail);
   Statement& fail_ownerless = statement(kReapOwnerless);
-  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
-  std::vector<std::pair<sqlite3_int64, std::string>> abandoned;
+  // Phase 1, without the write lock: read the active runs (the read ends
+  // before the process table is consulted), then judge each.
+  std::vector<RunLease> active_runs;
   {
     Query active(find_active);
     if (key) active.bind(1, *key);
-    while (active.step()) {
-      const RunLease run = read_lease(active);
-      if (auto reason = abandoned_reason(run.lease, self(), liveness_)) {
-        abandoned.emplace_back(run.id, std::move(*reason));
-      }
+    while (active.step()) active_runs.push_back(read_lease(active));
+  }
+  std::vector<sqlite3_int64> candidates;
+  const MemoizedLiveness once_per_pid(liveness_);
+  for (const RunLease& run : active_runs) {
+    if (abandoned_reason(run.lease, self(), once_per_pid)) candidates.push_back(run.id);
+  }
+  if (candidates.empty() && !ownerless_after_seconds) return 0;
+  // Phase 2, under the write lock: each candidate again, as it is now (it
+  // may have ended, been heartbeated or handed over meanwhile); then the
+  // ownerless runs past their age, which need no process table.
+  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  sqlite3_int64 failed = 0;
+  for (const sqlite3_int64 id : candidates) {
+    std::optional<std::string> reason;
+    {
+      Query query(read);
+      query.bind(1, id);
+      if (!query.step()) continue;
+      const RunLease run = read_lease(query);
+      if (!is_active(run.status)) continue;
+      reason = abandoned_reason(run.lease, self(), liveness_);
     }
+    if (!reason) continue;
+    Query(fail).bind(1, id).bind(2, *reason).run();
+    ++failed;
   }
-  for (const auto& [id, reason] : abandoned) {
-    Query(fail).bind(1, id).bind(2, reason).run();
-  }
-  auto reaped = static_cast<sqlite3_int64>(abandoned.size());
+  sqlite3_int64 reaped = failed;
   if (ownerless_after_seconds) {
     Query ownerless(fail_ownerless);
     if (key) {
@@ -444,6 +508,117 @@ std::optional<sqlite3_int64> RunStore::integer_affinity(sqlite3_value* value) {
   }
 }
 
+void RunStore::exec_migration_sql(const char* sql, const std::string& what) {
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+  if (rc == SQLITE_OK) return;
+  std::string text = what + " failed: " + (message != nullptr ? message : sqlite3_errstr(rc));
+  sqlite3_free(message);
+  // The guards in sql/ refuse with RAISE(), which SQLite reports as a
+  // constraint error; here it means the schema cannot be migrated.
+  throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);
+}
+
+namespace {
+
+// `text` as a JSON string.
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xf];
+          out += kHex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string RunStore::check() {
+  std::vector<std::string> problems;
+  const int version = schema_version();
+  const int latest = migrations().back().version;
+  if (version == 0) {
+    problems.push_back("the database has no runs schema: run SELECT runs_migrate()");
+  } else if (version > latest) {
+    problems.push_back("the runs schema is at version " + std::to_string(version) +
+                       ", newer than this library knows (" + std::to_string(latest) +
+                       "): load a newer sqlite-runs");
+  } else {
+    if (version < latest) {
+      problems.push_back("the runs schema is at version " + std::to_string(version) +
+                         " and this library's latest is " + std::to_string(latest) +
+                         ": run SELECT runs_migrate()");
+    }
+    {
+      Statement recorded(db_, "SELECT version, name FROM main.runs_schema_migrations ORDER BY version");
+      Query query(recorded);
+      std::size_t next = 0;
+      const auto all = migrations();
+      while (query.step()) {
+        const sqlite3_int64 number = query.int64(0);
+        const std::string name = query.text(1);
+        if (next < all.size() && number == all[next].version && name == all[next].name) {
+          ++next;
+        } else {
+          problems.push_back("runs_schema_migrations records version " + std::to_string(number) +
+                             " as " + quoted(name) + ", which this library does not know there");
+        }
+      }
+    }
+    for (const SchemaProblem& problem : schema_problems(db_, version)) {
+      problems.push_back(problem.message + (problem.repair ? ": SELECT runs_migrate() restores it" : ""));
+    }
+  }
+  // The data, where the columns to read it exist.
+  Statement columns(db_,
+                    "SELECT count(*) FROM pragma_table_info('runs', 'main')"
+                    " WHERE name IN ('status', 'concurrency_key')");
+  Query has_columns(columns);
+  if (has_columns.step() && has_columns.int64(0) == 2) {
+    Statement statuses(db_,
+                       "SELECT status, count(*) FROM main.runs WHERE status IS NULL OR status NOT IN"
+                       " ('pending', 'running', 'completed', 'failed', 'cancelled')"
+                       " GROUP BY status ORDER BY status");
+    for (Query query(statuses); query.step();) {
+      problems.push_back(std::to_string(query.int64(1)) + " run(s) have the unknown status " +
+                         (query.is_null(0) ? std::string("NULL") : quoted(query.text(0))) +
+                         ": a run is pending, running, completed, failed or cancelled");
+    }
+    Statement duplicates(db_,
+                         "SELECT concurrency_key, count(*), group_concat(id, ', ') FROM"
+                         " (SELECT concurrency_key, id FROM main.runs"
+                         "   WHERE status IN ('pending', 'running') ORDER BY id)"
+                         " GROUP BY concurrency_key HAVING count(*) > 1 ORDER BY concurrency_key");
+    for (Query query(duplicates); query.step();) {
+      problems.push_back("concurrency_key " + quoted(query.text(0)) + " has " +
+                         std::to_string(query.int64(1)) + " active runs (" + query.text(2) +
+                         "): at most one may be active; end all but one with fail_run()");
+    }
+  }
+  std::string report = "{\"ok\":" + std::string(problems.empty() ? "true" : "false") +
+                       ",\"schema_version\":" + std::to_string(version) +
+                       ",\"library_schema_version\":" + std::to_string(latest) + ",\"problems\":[";
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    report += (i > 0 ? "," : "") + json_string(problems[i]);
+  }
+  return report + "]}";
+}
+
 std::optional<std::string> RunStore::status(sqlite3_int64 id) {
   Query query(statement(kStatus));
   query.bind(1, id);
@@ -453,21 +628,27 @@ std::optional<std::string> RunStore::status(sqlite3_int64 id) {
 
 std::optional<std::string> RunStore::info(sqlite3_int64 id) {
   std::string object;
-  std::optional<std::string> reason;
+  std::optional<Judgement> judgement;
   {
     Query query(statement(kRunInfo));
     query.bind(1, id);
     if (!query.step()) return std::nullopt;
     const RunLease run = read_lease(query);
     object = query.text(kLeaseColumns);
-    if (is_active(run.status)) reason = abandoned_reason(run.lease, self(), liveness_);
+    if (is_active(run.status)) judgement = judge(run.lease, self(), liveness_);
   }
+  const bool stale = judgement && judgement->abandoned;
   Query query(statement(kAddStaleness));
-  query.bind(1, object).bind(2, std::string_view(reason ? "true" : "false"));
-  if (reason) {
-    query.bind(3, *reason);
+  query.bind(1, object).bind(2, std::string_view(stale ? "true" : "false"));
+  if (stale) {
+    query.bind(3, *judgement->abandoned);
   } else {
     query.bind_null(3);
+  }
+  if (judgement) {
+    query.bind(4, judgement->basis);
+  } else {
+    query.bind_null(4);
   }
   query.step();
   return query.text(0);
@@ -502,7 +683,7 @@ int RunStore::migrate() {
   } else {
     Transaction::require_standalone(db_);
   }
-  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(SQLITE_READONLY);
+  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
   int latest = 0;
   {
     const std::unique_ptr<Statement> write_lock = joined ? bookkeeping_write_lock(db_) : nullptr;
@@ -516,18 +697,30 @@ int RunStore::migrate() {
     }
     for (const Migration& migration : migrations()) {
       if (migration.version <= current) continue;
-      char* message = nullptr;
-      const int rc = sqlite3_exec(db_, migration.sql, nullptr, nullptr, &message);
-      if (rc != SQLITE_OK) {
-        std::string text = std::string("migration ") + migration.name + " failed: " +
-                           (message != nullptr ? message : sqlite3_errstr(rc));
-        sqlite3_free(message);
+      try {
+        exec_migration_sql(migration.sql, std::string("migration ") + migration.name);
+      } catch (const Error& error) {
         // A guard that refuses with ROLLBACK ends the caller's transaction too.
-        if (transaction.rolled_back_callers()) text += " (this rolled back the caller's transaction)";
-        // The guards in sql/ refuse with RAISE(), which SQLite reports as a
-        // constraint error; here it means the schema cannot be migrated.
-        throw Error((rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_ERROR : rc, text);
+        if (!transaction.rolled_back_callers()) throw;
+        throw Error(error.code(), std::string(error.what()) + " (this rolled back the caller's transaction)");
       }
+    }
+    // A recorded version is no proof that its objects are there: restore an
+    // index or trigger dropped since (they hold no data), and refuse, naming
+    // them, what cannot be restored. Never success over a broken guard.
+    std::string unrepaired;
+    for (const SchemaProblem& problem : schema_problems(db_, latest)) {
+      if (problem.repair) {
+        exec_migration_sql(problem.repair->c_str(), "restoring " + problem.message.substr(0, problem.message.find(" (")));
+      } else {
+        unrepaired += (unrepaired.empty() ? "" : "; ") + problem.message;
+      }
+    }
+    if (!unrepaired.empty()) {
+      throw Error(SQLITE_ERROR, "the runs schema records version " + std::to_string(latest) +
+                                    ", but runs_migrate() cannot restore what is wrong with it: " +
+                                    unrepaired +
+                                    "; repair it by hand (SELECT runs_check() lists every problem)");
     }
     transaction.commit();
   }

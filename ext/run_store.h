@@ -82,6 +82,9 @@ class RunStore {
   // inside the caller's transaction, in one savepoint of it (which commits or
   // rolls back with the caller's); returns the schema version reached.
   int migrate();
+  // What is wrong with the runs schema and data, as one JSON object
+  // ({"ok": ..., "problems": [...]}); reads only.
+  std::string check();
 
   // What a column of INTEGER affinity would store for `value` (a TEXT), when
   // that is an integer: '42', ' 42 ', '42.0' and '4.2e1' are 42; '4.5',
@@ -164,6 +167,9 @@ class RunStore {
   const Owner& self();
   // Binds the calling process to parameters first..first+4.
   void bind_owner(Query& query, int first);
+  // Runs migration SQL (a whole file, or a repair); `what` names it in the
+  // error.
+  void exec_migration_sql(const char* sql, const std::string& what);
 
   sqlite3* db_;
   const Liveness& liveness_;

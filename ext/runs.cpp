@@ -4,7 +4,7 @@
 ** Load it and migrate the database once:
 **
 **   .load ./build/runs                      -- sqlite3 shell; or load_extension()
-**   SELECT runs_migrate();                  -- 3: schema version reached
+**   SELECT runs_migrate();                  -- 4: schema version reached
 **
 ** or, linked into a program as the static library (libsqlite-runs.a, built
 ** from these sources with SQLITE_CORE), register it for every connection
@@ -26,8 +26,9 @@
 **   start_run(scope [, triggered_by [, concurrency_key [, lease_seconds]]])
 **       -> id. In one BEGIN IMMEDIATE transaction of its own: when the key
 **       has an active (pending or running) run, fails that run if its owner
-**       is gone (same host: the process died or its pid was reused; any
-**       host: the lease expired) and else refuses with SQLITE_CONSTRAINT;
+**       is certainly gone (same boot and namespaces: the process died or
+**       its pid was reused; otherwise only by lease) and else refuses with
+**       SQLITE_CONSTRAINT;
 **       then inserts a pending run owned by the calling process and commits.
 **       Must be a statement of its own: not inside BEGIN ... COMMIT, not
 **       with FROM.
@@ -40,11 +41,15 @@
 **       confirms with its own cancel_run(id) after heartbeat_run() told it.
 **   update_run_progress(id, current, total, current_step)   while active
 **       Each returns 'updated', 'not_found' or 'not_in_expected_state'.
-**   heartbeat_run(id)                        'ok', 'cancel_requested', 'lost'
+**   heartbeat_run(id)                        'ok', 'cancel_requested', 'lost';
+**       the caller becomes the owner: 'ok' = safe until the lease ends
 **   reap_stale_runs([concurrency_key])       -> how many abandoned runs failed
 **   run_info(id)                             -> JSON: the run, owner, staleness
 **   run_status(id)                           -> status or NULL
-**   runs_migrate()                           -> schema version
+**   runs_migrate()                           -> schema version; restores
+**       dropped guards
+**   runs_check()                             -> JSON: what is wrong, like
+**       PRAGMA integrity_check
 **   runs_busy_timeout(ms)                    -> ms; installs a fair, bounded
 **       busy handler on the connection in place of busy_timeout (0: none)
 **   runs_version()                           -> 'vX.Y.Z'
@@ -59,6 +64,7 @@
 ** The code, top down: this file (entry point and registration),
 ** functions.cpp (argument checks and results), run_store.cpp (every SQL
 ** statement), liveness.cpp (who owns a run, and whether it still lives),
+** schema_check.cpp (the schema compared with what sql/ creates),
 ** statement.h / transaction.h / statement_cache.h (RAII over the C API),
 ** close_hook.cpp (frees the cached statements at sqlite3_close()),
 ** busy_handler.cpp (the busy handler of runs_busy_timeout()).

@@ -5,8 +5,35 @@
 
 namespace runs {
 
-Error read_only_error(int code) {
+namespace {
+
+// PRAGMA query_only of `db`; false when it cannot be read.
+bool query_only(sqlite3* db) noexcept {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA query_only", -1, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return false;
+  }
+  const bool on = sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_int(stmt, 0) != 0;
+  sqlite3_finalize(stmt);
+  return on;
+}
+
+}  // namespace
+
+Error read_only_error(sqlite3* db, int code) {
+  if (sqlite3_db_readonly(db, "main") != 1 && query_only(db)) {
+    return Error(code,
+                 "the connection has PRAGMA query_only on, which refuses every write: run "
+                 "PRAGMA query_only = 0 to change runs");
+  }
   return Error(code, "the database is read-only: open it read-write to change runs");
+}
+
+void require_writable(sqlite3* db) {
+  if (sqlite3_db_readonly(db, "main") == 1 || query_only(db)) {
+    throw read_only_error(db, SQLITE_READONLY);
+  }
 }
 
 Error last_error(sqlite3* db, int rc) {
@@ -22,7 +49,7 @@ Error last_error(sqlite3* db, int rc) {
                    "the database is locked by another writer and busy_timeout ran out: "
                    "retry, or give the connection a longer busy_timeout");
     case SQLITE_READONLY:
-      return read_only_error(code);
+      return read_only_error(db, code);
     default:
       return Error(code, sqlite3_errmsg(db));
   }

@@ -70,7 +70,12 @@ std::optional<sqlite3_int64> exact_integer(double real) noexcept;
 Error last_error(sqlite3* db, int rc);
 
 // What a write to a read-only database (file, connection or PRAGMA
-// query_only) reports, whichever check finds it.
-Error read_only_error(int code);
+// query_only) reports, whichever check finds it: each its own message.
+Error read_only_error(sqlite3* db, int code);
+
+// Throws read_only_error() when `db` cannot write its main database (opened
+// read-only, or PRAGMA query_only), for a function that may end up writing
+// nothing and must still refuse.
+void require_writable(sqlite3* db);
 
 }  // namespace runs

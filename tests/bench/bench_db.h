@@ -173,18 +173,18 @@ class ExtensionCycle {
 inline constexpr const char* kHandActiveRun =
     "SELECT id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id,"
     " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"
-    " lease_expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM main.runs"
+    " lease_expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), owner_time_ns FROM main.runs"
     " WHERE concurrency_key = ?1 AND status IN ('pending', 'running')";
 inline constexpr const char* kHandInsert =
     "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at, owner_host,"
-    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, heartbeat_at, lease_seconds,"
-    " lease_expires_at)"
-    " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4, ?5, ?6, ?7, ?8,"
+    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, owner_time_ns, heartbeat_at,"
+    " lease_seconds, lease_expires_at)"
+    " VALUES (?1, 'pending', ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4, ?5, ?6, ?7, ?8, ?9,"
     " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, NULL)";
 inline constexpr const char* kHandMarkRunning =
     "UPDATE main.runs SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
     " owner_host = ?2, owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6,"
-    " heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), lease_expires_at = CASE WHEN"
+    " owner_time_ns = ?7, heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), lease_expires_at = CASE WHEN"
     " lease_seconds IS NULL THEN lease_expires_at ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' ||"
     " lease_seconds || ' seconds') END"
     " WHERE id = ?1 AND status = 'pending'";
@@ -210,13 +210,11 @@ class HandCycle {
     begin_.run();
     if (active_.bind(1, key_).row()) die("hand cycle: a run is already active");
     active_.reset();
-    insert_.bind(1, "bench").bind(2, "bench").bind(3, key_).bind(4, owner_.host.c_str())
-        .bind(5, owner_.boot_id.c_str()).bind(6, owner_.pid_namespace).bind(7, owner_.pid)
-        .bind(8, owner_.start_time).run();
+    insert_.bind(1, "bench").bind(2, "bench").bind(3, key_);
+    bind_owner(insert_, 4).run();
     const sqlite3_int64 id = sqlite3_last_insert_rowid(db_);
     commit_.run();
-    running_.bind(1, id).bind(2, owner_.host.c_str()).bind(3, owner_.boot_id.c_str())
-        .bind(4, owner_.pid_namespace).bind(5, owner_.pid).bind(6, owner_.start_time).run();
+    bind_owner(running_.bind(1, id), 2).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: mark running changed nothing");
     complete_.bind(1, id).run();
     if (sqlite3_changes(db_) != 1) die("hand cycle: complete changed nothing");
@@ -224,6 +222,17 @@ class HandCycle {
   }
 
  private:
+  // The owner columns from parameter `first` on, as the extension binds them.
+  Stmt& bind_owner(Stmt& stmt, int first) {
+    if (!owner_.host || !owner_.identity || !owner_.identity->time_namespace) {
+      die("hand cycle: this process cannot read its host name, identity or time namespace");
+    }
+    const runs::Identity& identity = *owner_.identity;
+    return stmt.bind(first, owner_.host->c_str()).bind(first + 1, identity.boot_id.c_str())
+        .bind(first + 2, identity.pid_namespace).bind(first + 3, owner_.pid)
+        .bind(first + 4, identity.start_time).bind(first + 5, *identity.time_namespace);
+  }
+
   sqlite3* db_;
   const runs::Owner owner_ = runs::system_liveness().self();
   Stmt begin_, active_, insert_, commit_, running_, complete_;

@@ -162,6 +162,7 @@ class DocSnippetsTest(unittest.TestCase):
                     program = (code.replace("build/runs", extension)
                                .replace("app.db", os.path.join(tmp, "app.db")))
                     argv, stdin, cwd, environment = command(lang, program, tmp)
+                    expected = docs.expanded(expected)  # SCHEMA_VERSION
                     for run in range(1, times + 1):
                         proc = subprocess.run(argv, input=stdin, cwd=cwd, env=environment,
                                               text=True, stdout=subprocess.PIPE,

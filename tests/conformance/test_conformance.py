@@ -65,6 +65,11 @@ RUN_INFO_KEYS = {
     "heartbeat_at", "lease_seconds", "lease_expires_at", "cancel_requested_at", "owner", "stale",
     "stale_reason"}
 OWNER_KEYS = {"host", "boot_id", "pid_namespace", "pid", "start_time"}
+# SQLite also says how each run is judged ("liveness", issue 11) and records
+# the owner's time namespace; the PostgreSQL port does not (yet).
+if ENGINE_NAME == "sqlite":
+    RUN_INFO_KEYS = RUN_INFO_KEYS | {"liveness"}
+    OWNER_KEYS = OWNER_KEYS | {"time_namespace"}
 
 
 class Err:

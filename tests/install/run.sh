@@ -107,8 +107,11 @@ SELECT cancel_run(1);
 EOF
 "$sqlite3" -batch :memory: < "$work/use.sql" > "$work/use.out" 2>&1 || true
 sed -E 's/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z/TIME/' "$work/use.out" > "$work/use.actual"
+# runs_migrate() returns the latest schema version: the highest NNN of sql/NNN_*.sql.
+latest=$(basename "$(ls "$source"/sql/[0-9][0-9][0-9]_*.sql | sort | tail -n 1)")
+latest=$(expr "${latest%%_*}" + 0)
 cat > "$work/use.expected" <<EOF
-3
+$latest
 1
 Runtime error near line 4: start_run(): run 1 is already active (scope 'nightly', status 'pending', since TIME): wait for it to finish, or end it with complete_run(), fail_run() or cancel_run() (19)
 v$version
@@ -131,7 +134,7 @@ package version: $version
 extension (target): $root$extension
 extension (variable): $root$extension
 sql dir: $installed/share/sqlite-runs/sql
-3
+$latest
 1
 error 2067: start_run(): run 1 is already active (scope 'nightly', status 'pending', since TIME): wait for it to finish, or end it with complete_run(), fail_run() or cancel_run()
 updated

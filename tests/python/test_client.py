@@ -68,6 +68,15 @@ def value(conn, sql, *args):
     return conn.execute(sql, args).fetchone()[0]
 
 
+# The migrations of sql/NNN_name.sql, as runs_schema_migrations records them,
+# and what runs_migrate() returns: the highest NNN.
+MIGRATIONS = sorted(
+    (int(name[:3]), name[:-4]) for name in os.listdir(os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sql"))
+    if re.fullmatch(r"\d{3}_.*\.sql", name))
+LATEST_SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
 class ClientTestCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -81,7 +90,7 @@ class ClientTestCase(unittest.TestCase):
 
     def migrated(self, **kwargs):
         conn = self.open(**kwargs)
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), LATEST_SCHEMA_VERSION)
         return conn
 
 
@@ -114,12 +123,12 @@ class LifecycleTest(ClientTestCase):
     def test_migrate_start_refuse_and_finish(self):
         conn = self.open()
         self.assertEqual(value(conn, "SELECT runs_version()"), "v0.1.0")
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
-        self.assertEqual(value(conn, "SELECT runs_migrate()"), 3)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), LATEST_SCHEMA_VERSION)
+        self.assertEqual(value(conn, "SELECT runs_migrate()"), LATEST_SCHEMA_VERSION)
         self.assertEqual(
             conn.execute("SELECT version, name FROM runs_schema_migrations ORDER BY version")
             .fetchall(),
-            [(1, "001_create_runs"), (2, "002_one_active_run"), (3, "003_run_owners")])
+            MIGRATIONS)
         self.assertIsNone(value(conn, "SELECT active_run()"))
 
         run_id = value(conn, "SELECT start_run(?)", "full")

@@ -23,11 +23,15 @@ And in what it prints:
 - where the expected output writes the word PID, what identifies the owning
   process, which differs per machine and per run, reads as a name: in the JSON
   of run_info(), the values of "boot_id", "pid_namespace", "pid" and
-  "start_time" read "BOOT_ID", PID_NS, PID and START_TIME, and "host" reads
+  "start_time" and "time_namespace" read "BOOT_ID", PID_NS, PID, START_TIME
+  and TIME_NS, and "host" reads
   "HOST" when it is this machine's host name; in messages, "owner process 1234
   on <this machine's host name>" reads "owner process PID on HOST" (another
   host name, such as one an example writes into owner_host, stays as it is,
   after "owner process PID on").
+- the word SCHEMA_VERSION in the expected output stands for the library's latest
+  schema version (what runs_migrate() returns): the highest NNN of the
+  sql/NNN_*.sql files, so that a new migration changes no example;
 - likewise COMMIT, BUILD_TYPE and SQLITE_VERSION stand for the values of
   runs_debug()'s JSON keys "commit", "build_type" and "sqlite_version", which
   differ between builds and hosts (tests/python/test_runs_debug.py checks
@@ -126,6 +130,7 @@ OWNER_JSON = [(re.compile(r'"boot_id":"[^"]*"'), '"boot_id":"BOOT_ID"'),
               (re.compile(r'"pid_namespace":\d+'), '"pid_namespace":PID_NS'),
               (re.compile(r'"pid":\d+'), '"pid":PID'),
               (re.compile(r'"start_time":\d+'), '"start_time":START_TIME'),
+              (re.compile(r'"time_namespace":\d+'), '"time_namespace":TIME_NS'),
               (re.compile(r'"host":"' + re.escape(HOST) + '"'), '"host":"HOST"')]
 OWNER_TEXT = re.compile(r"owner process \d+ on (\S+?)(?=[)\s\"]|$)", re.M)
 
@@ -141,6 +146,21 @@ PLACEHOLDERS = {
     "BUILD_TYPE": json_value("build_type"),
     "SQLITE_VERSION": json_value("sqlite_version"),
 }
+
+
+def latest_schema_version():
+    """The highest NNN of sql/NNN_*.sql: the version runs_migrate() reaches."""
+    versions = [int(name[:3]) for name in os.listdir(os.path.join(ROOT, "sql"))
+                if re.fullmatch(r"\d{3}_.*\.sql", name)]
+    return max(versions)
+
+
+SCHEMA_VERSION = re.compile(r"\bSCHEMA_VERSION\b")
+
+
+def expanded(expected):
+    """expected, with the word SCHEMA_VERSION written as the version."""
+    return SCHEMA_VERSION.sub(str(latest_schema_version()), expected)
 
 
 def comparable(actual, expected):
@@ -190,6 +210,7 @@ class DocExamplesTest(unittest.TestCase):
                 self.assertEqual(stray, [], f"{name}: name /tmp files {TMP_PREFIX}NAME")
                 workdir = os.path.join(self.tmp, str(index))
                 os.mkdir(workdir)
+                expected = expanded(expected)
                 actual = comparable(run_example(sql, workdir), expected)
                 if actual != expected:
                     diff = "".join(difflib.unified_diff(

@@ -7,7 +7,7 @@
 //
 //   attempts=40 wins=3 refusals=37 unique_errors=0 trigger_errors=0 busy=0 finish_busy=0 errors=0
 //
-// (mode migrate: `migrated=3 errors=0`)
+// (mode migrate: `migrated=4 errors=0`, 4 the latest schema version)
 // and exits 0, or 1 when any call did something the test does not expect
 // (errors > 0; the details go to stderr), or 2 on bad usage or setup failure.
 //

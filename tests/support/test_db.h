@@ -10,8 +10,9 @@
 
 namespace runs_test {
 
-// What runs_migrate() returns once every migration in sql/ is applied.
-inline constexpr const char* kLatestSchemaVersion = "3";
+// What runs_migrate() returns once every migration in sql/ is applied: the
+// highest NNN of sql/NNN_*.sql (tests/CMakeLists.txt derives it).
+inline constexpr const char* kLatestSchemaVersion = RUNS_LATEST_SCHEMA_VERSION;
 
 // The outcome of one statement: its error code and message, or its rows.
 struct Outcome {

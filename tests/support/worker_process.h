@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "child_process.h"
 
@@ -16,9 +17,17 @@ namespace runs_test {
 
 class WorkerProcess {
  public:
-  // Starts `sql_worker database extension`.
-  explicit WorkerProcess(const std::string& database) {
-    const ChildProcess child = spawn_child({SQL_WORKER_PATH, database, RUNS_EXTENSION_PATH});
+  // Starts `wrapper... sql_worker options... database extension`: a wrapper
+  // (unshare, setpriv, sh -c '... exec "$@"' sh) that ends by exec'ing its
+  // arguments keeps the worker's pid, so that kill_hard() kills the worker.
+  explicit WorkerProcess(const std::string& database, const std::vector<std::string>& wrapper = {},
+                         const std::vector<std::string>& options = {}) {
+    std::vector<std::string> args = wrapper;
+    args.push_back(SQL_WORKER_PATH);
+    args.insert(args.end(), options.begin(), options.end());
+    args.push_back(database);
+    args.push_back(RUNS_EXTENSION_PATH);
+    const ChildProcess child = spawn_child(std::move(args));
     pid_ = child.pid;
     to_ = child.in;
     from_ = child.out;

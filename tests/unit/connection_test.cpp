@@ -210,7 +210,8 @@ TEST(Api, ExactlyTheseFunctionsAreRegistered) {
       {"try_start_run", 2, kDirectOnly},   {"try_start_run", 3, kDirectOnly},
       {"try_start_run", 4, kDirectOnly},   {"runs_owner_pid", 1, kDirectOnly},
       {"run_info", 1, kDirectOnly},        {"run_status", 1, kDirectOnly},
-      {"runs_migrate", 0, kDirectOnly},    {"runs_version", 0, kInnocuous | kDeterministic},
+      {"runs_migrate", 0, kDirectOnly},    {"runs_check", 0, kDirectOnly},
+      {"runs_version", 0, kInnocuous | kDeterministic},
       {"runs_debug", 0, kInnocuous},       {"runs_busy_timeout", 1, kDirectOnly},
   };
   EXPECT_EQ(added, expected);

@@ -21,7 +21,7 @@ const std::string kRunsSql =
     "  created_at       TEXT NOT NULL\n"
     ", concurrency_key TEXT NOT NULL DEFAULT '', owner_host TEXT, owner_boot_id TEXT,"
     " owner_pid_ns INTEGER, owner_pid INTEGER, owner_start_time INTEGER, heartbeat_at TEXT,"
-    " lease_seconds INTEGER, lease_expires_at TEXT, cancel_requested_at TEXT)";
+    " lease_seconds INTEGER, lease_expires_at TEXT, cancel_requested_at TEXT, owner_time_ns INTEGER)";
 const std::string kIndexSql =
     "CREATE UNIQUE INDEX runs_one_active ON runs (concurrency_key)\n"
     " WHERE status IN ('pending', 'running')";
@@ -86,6 +86,17 @@ BEGIN
       RAISE(ABORT, 'runs: unknown status: a run is pending, running, completed, failed or cancelled')
   END;
 END)sql";
+// Migration 4's triggers.
+const std::string kIdGuardSql = R"sql(CREATE TRIGGER runs_id_guard BEFORE UPDATE OF id ON runs
+WHEN NEW.id IS NOT OLD.id
+BEGIN
+  SELECT RAISE(ABORT, 'runs: the id of a run never changes: it is the run''s fencing token; start a new run instead');
+END)sql";
+const std::string kDeleteGuardSql = R"sql(CREATE TRIGGER runs_delete_guard BEFORE DELETE ON runs
+WHEN OLD.status IN ('pending', 'running')
+BEGIN
+  SELECT RAISE(ABORT, 'runs: an active run is never deleted: end it first with complete_run(), fail_run() or cancel_run(); finished runs may be deleted');
+END)sql";
 const std::string kMigrationsSql =
     "CREATE TABLE runs_schema_migrations (\n"
     "  version    INTEGER PRIMARY KEY,\n"
@@ -112,10 +123,11 @@ const char* const kColumns[] = {"id",           "scope",         "status",      
                                 "finished_at",  "triggered_by",  "error_message",    "progress_current",
                                 "progress_total", "current_step", "created_at"};
 
-// The values migrations 2 and 3 give an adopted table's existing rows:
+// The values migrations 2, 3 and 4 give an adopted table's existing rows:
 // concurrency_key '', and no owner, heartbeat, lease or cancel request.
-const Row kAddedColumns = {"", std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-                           std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+const Row kAddedColumns = {"",           std::nullopt, std::nullopt, std::nullopt,
+                           std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+                           std::nullopt, std::nullopt, std::nullopt};
 
 // Removes the columns after GenGlossary's 11 from `r` and returns them.
 Row drop_added_columns(Row& r) {
@@ -126,7 +138,7 @@ Row drop_added_columns(Row& r) {
   return added;
 }
 
-TEST(Migrations, FreshDatabaseReachesVersion3WithTheExactSchema) {
+TEST(Migrations, FreshDatabaseReachesTheLatestVersionWithTheExactSchema) {
   TestDb db;
   EXPECT_EQ(db.value("SELECT typeof(runs_migrate())"), "integer");
   EXPECT_EQ(schema(db),
@@ -134,6 +146,8 @@ TEST(Migrations, FreshDatabaseReachesVersion3WithTheExactSchema) {
                   {"table", "runs", "runs", kRunsSql},
                   {"table", "runs_schema_migrations", "runs_schema_migrations", kMigrationsSql},
                   {"table", "sqlite_sequence", "sqlite_sequence", "CREATE TABLE sqlite_sequence(name,seq)"},
+                  {"trigger", "runs_delete_guard", "runs", kDeleteGuardSql},
+                  {"trigger", "runs_id_guard", "runs", kIdGuardSql},
                   {"trigger", "runs_insert_guard", "runs", kInsertGuardSql},
                   {"trigger", "runs_one_active_guard", "runs", kOneActiveGuardSql},
                   {"trigger", "runs_status_guard", "runs", kStatusGuardSql}}));
@@ -141,15 +155,16 @@ TEST(Migrations, FreshDatabaseReachesVersion3WithTheExactSchema) {
                          " FROM runs_schema_migrations ORDER BY version"),
             (Rows{{"1", "001_create_runs", "1"},
                   {"2", "002_one_active_run", "1"},
-                  {"3", "003_run_owners", "1"}}));
+                  {"3", "003_run_owners", "1"},
+                  {"4", "004_run_guards", "1"}}));
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_temp_schema"), "0");  // temp triggers dropped
   EXPECT_EQ(count(db, "runs"), "0");
   EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
 }
 
-TEST(Migrations, ReturnsThree) {
+TEST(Migrations, ReturnsFour) {
   TestDb db;
-  EXPECT_EQ(db.value("SELECT runs_migrate()"), "3");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), "4");
 }
 
 TEST(Migrations, IsIdempotent) {
@@ -159,7 +174,7 @@ TEST(Migrations, IsIdempotent) {
   const Rows before = dump(db);
   EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-  EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
+  EXPECT_EQ(count(db, "runs_schema_migrations"), kLatestSchemaVersion);
   EXPECT_EQ(dump(db), before);
 }
 
@@ -171,8 +186,10 @@ TEST(Migrations, TheSqlFilesByHandGiveTheSameSchema) {
   ASSERT_EQ(first.rc, SQLITE_OK) << first.message;
   const ExecResult second = exec_script(by_hand, migration_sql(2));
   ASSERT_EQ(second.rc, SQLITE_OK) << second.message;
-  const ExecResult third = exec_script(by_hand, migration_sql(3));
-  ASSERT_EQ(third.rc, SQLITE_OK) << third.message;
+  for (int version = 3; version <= latest_schema_version(); ++version) {
+    const ExecResult applied = exec_script(by_hand, migration_sql(version));
+    ASSERT_EQ(applied.rc, SQLITE_OK) << version << ": " << applied.message;
+  }
   EXPECT_TRUE(sqlite3_get_autocommit(by_hand.get()));
   EXPECT_EQ(schema(by_hand), schema(by_function));
   EXPECT_EQ(rows(by_hand, "SELECT version, name FROM runs_schema_migrations ORDER BY 1"),
@@ -180,7 +197,7 @@ TEST(Migrations, TheSqlFilesByHandGiveTheSameSchema) {
   EXPECT_EQ(by_hand.value("SELECT count(*) FROM sqlite_temp_schema"), "0");
   // The functions work on it, and runs_migrate() has nothing left to do.
   EXPECT_EQ(by_hand.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-  EXPECT_EQ(count(by_hand, "runs_schema_migrations"), "3");
+  EXPECT_EQ(count(by_hand, "runs_schema_migrations"), kLatestSchemaVersion);
   EXPECT_EQ(by_hand.value("SELECT start_run('a')"), "1");
 }
 
@@ -258,7 +275,7 @@ TEST(Migrations, AdoptsAGenGlossaryTableAndRepairsDuplicateActiveRuns) {
             "start_run(): run 5 is already active (scope 'full', status 'pending', since "
             "2024-05-03T00:00:00.000Z" + kWaitSuffix);
   // The adopted table keeps its own definition, with the column added.
-  EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs')"), "21");
+  EXPECT_EQ(db.value("SELECT count(*) FROM pragma_table_info('runs')"), "22");
   EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_one_active'"), "1");
 }
 
@@ -354,11 +371,14 @@ TEST(Migrations, AFailureInMigration2UndoesMigration1) {
 TEST(Migrations, ASchemaNewerThanTheLibraryIsRefused) {
   TestDb db;
   EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-  db.exec("INSERT INTO runs_schema_migrations VALUES (4, '004_future', '2030-01-01T00:00:00.000Z')");
+  const int future = latest_schema_version() + 1;
+  db.exec("INSERT INTO runs_schema_migrations VALUES (" + std::to_string(future) +
+          ", 'future', '2030-01-01T00:00:00.000Z')");
   const Rows before = dump(db);
   EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
-            "runs_migrate(): the runs schema is at version 4, newer than this library knows (3): "
-            "load a newer sqlite-runs");
+            "runs_migrate(): the runs schema is at version " + std::to_string(future) +
+                ", newer than this library knows (" + kLatestSchemaVersion +
+                "): load a newer sqlite-runs");
   EXPECT_EQ(dump(db), before);
 }
 
@@ -509,7 +529,7 @@ TEST(Migrations, FileDatabaseSeenByAnotherConnection) {
   }
   TestDb again(file.path());
   EXPECT_EQ(again.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-  EXPECT_EQ(count(again, "runs_schema_migrations"), "3");
+  EXPECT_EQ(count(again, "runs_schema_migrations"), kLatestSchemaVersion);
   EXPECT_EQ(again.value("SELECT start_run('a')"), "1");
 }
 
@@ -618,3 +638,98 @@ TEST(Migrations, ATableWhoseIdIsNotTheRowidIsRefused) {
             "rowids");
   EXPECT_TRUE(dump(db) == before) << "something was written by hand";
 }
+
+// ---- runs_check(), and runs_migrate() over a damaged schema --------------
+
+namespace {
+
+std::string ok_report() {
+  return std::string("{\"ok\":true,\"schema_version\":") + kLatestSchemaVersion +
+         ",\"library_schema_version\":" + kLatestSchemaVersion + ",\"problems\":[]}";
+}
+
+TEST(RunsCheck, AFreshSchemaIsOk) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_check()"),
+            std::string("{\"ok\":false,\"schema_version\":0,\"library_schema_version\":") +
+                kLatestSchemaVersion +
+                ",\"problems\":[\"the database has no runs schema: run SELECT runs_migrate()\"]}");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  EXPECT_EQ(db.value("SELECT runs_check()"), ok_report());
+  EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "9");  // it wrote nothing
+}
+
+TEST(RunsCheck, ADroppedGuardIsReportedAndRestoredByRunsMigrate) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  const Rows schema_before = schema(db);
+  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
+  db.exec("DROP TRIGGER runs_insert_guard; DROP TRIGGER runs_delete_guard; DROP INDEX runs_one_active");
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            "[\"index runs_one_active (migration 002) is missing: SELECT runs_migrate() restores it\","
+            "\"trigger runs_insert_guard (migration 003) is missing: SELECT runs_migrate() restores it\","
+            "\"trigger runs_delete_guard (migration 004) is missing: SELECT runs_migrate() restores it\"]");
+  // A TEMP table of that name cannot take the restored guard.
+  db.exec("CREATE TEMP TABLE runs(x)");
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TABLE temp.runs");
+  EXPECT_EQ(schema(db), schema_before);
+  EXPECT_EQ(db.value("SELECT runs_check()"), ok_report());
+  EXPECT_EQ(db.error("DELETE FROM runs", SQLITE_CONSTRAINT_TRIGGER),
+            "runs: an active run is never deleted: end it first with complete_run(), fail_run() or "
+            "cancel_run(); finished runs may be deleted");
+}
+
+TEST(RunsCheck, WhatCannotBeRestoredIsNamedAndNothingChanges) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TRIGGER runs_id_guard; ALTER TABLE runs DROP COLUMN owner_time_ns;"
+          " DROP TRIGGER runs_status_guard;"
+          " CREATE TRIGGER runs_status_guard BEFORE UPDATE OF status ON runs BEGIN SELECT 1; END");
+  const Rows before = dump(db);
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            "[\"trigger runs_status_guard (migration 003) differs from the one the migration creates: "
+            "drop it, and SELECT runs_migrate() restores it\","
+            "\"trigger runs_id_guard (migration 004) is missing: SELECT runs_migrate() restores it\","
+            "\"column runs.owner_time_ns (migration 004) is missing\"]");
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR),
+            std::string("runs_migrate(): the runs schema records version ") + kLatestSchemaVersion +
+                ", but runs_migrate() cannot restore what is wrong with it: trigger runs_status_guard "
+                "(migration 003) differs from the one the migration creates: drop it, and SELECT "
+                "runs_migrate() restores it; column runs.owner_time_ns (migration 004) is missing; "
+                "repair it by hand (SELECT runs_check() lists every problem)");
+  EXPECT_EQ(dump(db), before);
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+}
+
+TEST(RunsCheck, DataProblems) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("DROP TRIGGER runs_insert_guard; DROP INDEX runs_one_active;"
+          " INSERT INTO runs (scope, status, concurrency_key, created_at) VALUES"
+          " ('a', 'running', 'k', 'x'), ('b', 'pending', 'k', 'x'), ('c', 'done', '', 'x'),"
+          " ('d', 'done', '', 'x')");
+  EXPECT_EQ(db.value("SELECT json_extract(runs_check(), '$.problems[2]', '$.problems[3]')"),
+            "[\"2 run(s) have the unknown status 'done': a run is pending, running, completed, failed "
+            "or cancelled\",\"concurrency_key 'k' has 2 active runs (1, 2): at most one may be active; "
+            "end all but one with fail_run()\"]");
+  // The unique index cannot be restored over them: refused, nothing changed.
+  EXPECT_EQ(db.error("SELECT runs_migrate()", SQLITE_ERROR).substr(0, 70),
+            "runs_migrate(): restoring index runs_one_active failed: UNIQUE constra");
+}
+
+TEST(RunsCheck, VersionsTheLibraryDoesNotKnow) {
+  TestDb db;
+  EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+  db.exec("INSERT INTO runs_schema_migrations VALUES (99, '099_future', 'x')");
+  EXPECT_EQ(db.value("SELECT runs_check() -> 'problems'"),
+            std::string("[\"the runs schema is at version 99, newer than this library knows (") +
+                kLatestSchemaVersion + "): load a newer sqlite-runs\"]");
+  TestDb old;
+  ASSERT_EQ(exec_script(old, migration_sql(1)).rc, SQLITE_OK);
+  EXPECT_EQ(old.value("SELECT runs_check() -> 'problems'"),
+            std::string("[\"the runs schema is at version 1 and this library's latest is ") +
+                kLatestSchemaVersion + ": run SELECT runs_migrate()\"]");
+}
+
+}  // namespace

@@ -101,3 +101,46 @@ TEST_F(RawWriters, RowsThatAreNotActiveOrOfAFreeKeyStillGoIn) {
 }
 
 }  // namespace
+
+// ---- migration 4: ids never change, active runs are never deleted ------
+
+namespace {
+
+const std::string kIdNeverChanges =
+    "runs: the id of a run never changes: it is the run's fencing token; start a new run instead";
+const std::string kActiveNeverDeleted =
+    "runs: an active run is never deleted: end it first with complete_run(), fail_run() or "
+    "cancel_run(); finished runs may be deleted";
+
+TEST_F(RawWriters, UpdateOrReplaceCannotMoveAFinishedRunOntoTheActiveOne) {
+  // Would delete run 2, the active run of 'k', and free the key.
+  refused("UPDATE OR REPLACE runs SET id = 2 WHERE id = 3", kIdNeverChanges);
+  refused("UPDATE OR REPLACE runs SET id = 1 WHERE id = 3", kIdNeverChanges);
+  refused("UPDATE OR IGNORE runs SET id = 2 WHERE id = 3", kIdNeverChanges);
+  EXPECT_EQ(db.value("SELECT active_run('k')"), "2");
+}
+
+TEST_F(RawWriters, NoIdChanges) {
+  refused("UPDATE runs SET id = 10 WHERE id = 3", kIdNeverChanges);
+  refused("UPDATE runs SET id = 10 WHERE id = 1", kIdNeverChanges);
+  refused("UPDATE runs SET id = id + 100", kIdNeverChanges);
+  // Setting it to itself changes nothing and passes.
+  db.exec("UPDATE runs SET id = id WHERE id = 3");
+  EXPECT_EQ(dump(db), before);
+}
+
+TEST_F(RawWriters, ActiveRunsAreNeverDeletedFinishedOnesMayBe) {
+  refused("DELETE FROM runs WHERE id = 1", kActiveNeverDeleted);
+  refused("DELETE FROM runs WHERE id = 2", kActiveNeverDeleted);
+  refused("DELETE FROM runs", kActiveNeverDeleted);
+  db.exec("PRAGMA recursive_triggers = ON");
+  refused("REPLACE INTO runs (id, scope, status, created_at) VALUES (2, 'raw', 'completed', 'x')",
+          kIdReusePrefix);
+  db.exec("DELETE FROM runs WHERE status NOT IN ('pending', 'running')");
+  EXPECT_EQ(runs(), (Rows{{"1", "first", "pending", ""}, {"2", "second", "running", "k"}}));
+  EXPECT_EQ(db.value("SELECT cancel_run(1)"), "updated");
+  db.exec("DELETE FROM runs WHERE id = 1");
+  EXPECT_EQ(runs(), (Rows{{"2", "second", "running", "k"}}));
+}
+
+}  // namespace

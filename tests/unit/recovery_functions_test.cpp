@@ -84,12 +84,13 @@ TEST_F(RecoveryFunctions, RunInfoHasEveryColumnTheOwnerAndTheStaleness) {
   EXPECT_EQ(db.value("SELECT group_concat(key, ' ') FROM json_each(run_info(1))"),
             "id scope status triggered_by concurrency_key created_at started_at finished_at "
             "error_message progress_current progress_total current_step owner heartbeat_at "
-            "lease_seconds lease_expires_at cancel_requested_at stale stale_reason");
+            "lease_seconds lease_expires_at cancel_requested_at stale stale_reason liveness");
   EXPECT_EQ(db.value("SELECT group_concat(key, ' ') FROM json_each(run_info(1), '$.owner')"),
-            "host boot_id pid_namespace pid start_time");
+            "host boot_id pid_namespace pid start_time time_namespace");
+  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"), "exact: the owner process is alive");
   // Each value is the column's, with its SQL type kept.
   EXPECT_EQ(db.value("SELECT count(*) FROM runs AS r, json_each(run_info(r.id)) AS j"
-                     " WHERE j.key NOT IN ('owner', 'stale', 'stale_reason')"
+                     " WHERE j.key NOT IN ('owner', 'stale', 'stale_reason', 'liveness')"
                      " AND j.atom IS NOT CASE j.key"
                      "   WHEN 'id' THEN r.id WHEN 'scope' THEN r.scope WHEN 'status' THEN r.status"
                      "   WHEN 'triggered_by' THEN r.triggered_by"

@@ -25,8 +25,12 @@ inline const std::string kIsoGlob =
     "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'";
 
 inline const std::string kNoSchema = "the database has no runs schema: run SELECT runs_migrate() first";
-inline const std::string kVersion1 =
-    "the runs schema is at version 1 and this library needs 3: run SELECT runs_migrate() first";
+// What a function says on a database at `version`, older than the library's.
+inline std::string old_schema(int version) {
+  return "the runs schema is at version " + std::to_string(version) + " and this library needs " +
+         std::string(runs_test::kLatestSchemaVersion) + ": run SELECT runs_migrate() first";
+}
+inline const std::string kVersion1 = old_schema(1);
 inline const std::string kBusy =
     "the database is locked by another writer and busy_timeout ran out: retry, or give the "
     "connection a longer busy_timeout";
@@ -97,11 +101,15 @@ inline Rows schema(const TestDb& db) {
 // The text of sql/00N_*.sql, N from 1 to 3.
 inline std::string migration_sql(int n) {
   static const char* const kFiles[] = {"/sql/001_create_runs.sql", "/sql/002_one_active_run.sql",
-                                       "/sql/003_run_owners.sql"};
-  EXPECT_TRUE(n >= 1 && n <= 3) << "no migration " << n;
-  if (n < 1 || n > 3) return "";
+                                       "/sql/003_run_owners.sql", "/sql/004_run_guards.sql"};
+  const int known = static_cast<int>(std::size(kFiles));
+  EXPECT_TRUE(n >= 1 && n <= known) << "no migration " << n;
+  if (n < 1 || n > known) return "";
   return read_text(std::string(RUNS_SOURCE_DIR) + kFiles[n - 1]);
 }
+
+// The latest schema version as a number.
+inline int latest_schema_version() { return std::stoi(runs_test::kLatestSchemaVersion); }
 
 // sqlite3_exec() of a whole script: its result code and error message.
 struct ExecResult {
