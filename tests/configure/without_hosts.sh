@@ -1,6 +1,6 @@
 #!/bin/sh
 # Configures the project on a machine that has none of the optional hosts: on
-# PATH only CMake, make, the compiler's tools and POSIX utilities; CMake's
+# PATH only CMake, make, the compilers and their tools (binutils) and POSIX utilities; CMake's
 # system paths off (SQLite's header and library given); GoogleTest and Google
 # Benchmark disabled. Configuring must succeed, and ctest must list each
 # missing host's tests as skipped with the reason (tests/CMakeLists.txt,
@@ -12,7 +12,7 @@ source=$1 work=$2 cmake=$3 ctest=$4 cxx=$5 include=$6 library=$7
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rm -rf "$work"
 mkdir -p "$work/bin"
-for tool in sh make as ld ld.bfd gzip cat sed grep awk uname rm mkdir; do
+for tool in sh make as ld ld.bfd objcopy cc gzip cat sed grep awk uname rm mkdir; do
   path=$(command -v "$tool") && ln -s "$path" "$work/bin/$tool"
 done
 PATH=$work/bin "$cmake" -S "$source" -B "$work/build" "-DCMAKE_CXX_COMPILER=$cxx" \

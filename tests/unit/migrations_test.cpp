@@ -412,7 +412,7 @@ TEST(Migrations, InsideTheCallersTransactionTheyCommitOrRollBackWithIt) {
     EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
     EXPECT_FALSE(sqlite3_get_autocommit(db.get()));
     EXPECT_EQ(sqlite3_last_insert_rowid(db.get()), 1);  // the caller's, not the bookkeeping's
-    EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
+    EXPECT_EQ(count(db, "runs_schema_migrations"), kLatestSchemaVersion);
     db.exec(savepoint ? "ROLLBACK TO tool; RELEASE tool" : "ROLLBACK");
     EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
     EXPECT_EQ(db.value("SELECT count(*) FROM sqlite_schema"), "0");
@@ -422,7 +422,7 @@ TEST(Migrations, InsideTheCallersTransactionTheyCommitOrRollBackWithIt) {
     EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);  // nothing left to do
     db.exec(savepoint ? "RELEASE tool" : "COMMIT");
     EXPECT_EQ(count(db, "tool"), "1");
-    EXPECT_EQ(count(db, "runs_schema_migrations"), "3");
+    EXPECT_EQ(count(db, "runs_schema_migrations"), kLatestSchemaVersion);
     EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
     // The same schema as outside a transaction: the bookkeeping table that
     // runs_migrate() creates to take the write lock is migration 001's.
@@ -518,7 +518,7 @@ TEST(Migrations, InsideAReadTransactionThatCannotWrite) {
   writer.exec("ROLLBACK");
   EXPECT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
   db.exec("COMMIT");
-  EXPECT_EQ(count(writer, "runs_schema_migrations"), "3");
+  EXPECT_EQ(count(writer, "runs_schema_migrations"), kLatestSchemaVersion);
 }
 
 TEST(Migrations, FileDatabaseSeenByAnotherConnection) {

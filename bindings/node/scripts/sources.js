@@ -8,7 +8,7 @@ const path = require('node:path');
 const packageDir = path.resolve(__dirname, '..');
 const vendored = path.join(packageDir, 'runs-src');
 // What the CMake build of target `runs` reads, relative to the repository's root.
-const SOURCES = ['CMakeLists.txt', 'cmake', 'ext', 'sql'];
+const SOURCES = ['CMakeLists.txt', 'LICENSE', 'cmake', 'ext', 'sql'];
 const COMMIT_FILE = 'COMMIT'; // in runs-src/: the commit the tarball was packed from
 
 function isSourceRoot(dir) {
