@@ -105,7 +105,7 @@ constexpr Function kFunctions[] = {
     {"runs_version", 0, 0, Result::kVersionText},
     // Crash recovery (issue 3).
     {"heartbeat_run", 1, 1, Result::kAnything},
-    {"reap_stale_runs", 0, 1, Result::kAnything},
+    {"reap_stale_runs", 0, 2, Result::kAnything},
     {"run_info", 1, 1, Result::kAnything},
 };
 constexpr int kFunctionCount = static_cast<int>(std::size(kFunctions));
