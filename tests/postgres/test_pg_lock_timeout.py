@@ -28,41 +28,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psycopg2  # noqa: E402
 
-from pg_server import PgServer, create_schema  # noqa: E402
-
-SERVER = None
-HANG_GUARD = 60.0  # seconds, against a hung wait; not a timing assertion
+from pg_server import HANG_GUARD, PgCase  # noqa: E402
 
 
-def setUpModule():
-    global SERVER
-    SERVER = PgServer().start()
-
-
-def tearDownModule():
-    if SERVER is not None:
-        SERVER.stop()
-
-
-class LockTimeoutTest(unittest.TestCase):
-    count = 0
-
+class LockTimeoutTest(PgCase):
     def setUp(self):
         # A schema of its own per test: active runs are never deleted.
-        LockTimeoutTest.count += 1
-        schema = create_schema(SERVER, f"lt{LockTimeoutTest.count}")
-        self.holder = SERVER.connect(search_path=schema)
-        self.waiter = SERVER.connect(search_path=schema)
-        self.stats = SERVER.connect(search_path=schema)
-        self.addCleanup(self.holder.close)
-        self.addCleanup(self.waiter.close)
-        self.addCleanup(self.stats.close)
+        schema = self.schema()
+        self.holder = self.connect(schema)
+        self.waiter = self.connect(schema)
+        self.stats = self.connect(schema)
         self.waiter_pid = self.value(self.waiter, "SELECT pg_backend_pid()")
-
-    def value(self, conn, sql):
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchone()[0]
 
     def hold_a_run(self):
         """The holder's transaction starts a run of key 'k' and stays open."""
