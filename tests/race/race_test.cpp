@@ -439,7 +439,7 @@ TEST(Race, NaiveCheckThenInsertOverlaps) {
 // The naive workers in lockstep on `schema`, whose guard refuses the 7
 // losers of every iteration with `refusal` (counted as such, and never as
 // `other`): one run at a time, one per iteration.
-void expect_naive_refused(const std::string& name, Schema schema, const std::string& refusal,
+void expect_naive_refused(const char* name, Schema schema, const std::string& refusal,
                           const std::string& other) {
   const long iterations = 50;
   Outcome out = race(name, schema, "naive", iterations, true, one_key);
