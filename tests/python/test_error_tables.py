@@ -58,7 +58,7 @@ INTERNAL = {
 }
 
 TYPE_NAMES = {"integer", "real", "text", "blob", "NULL"}
-PLACEHOLDERS = {"NAME", "ARG", "T", "N", "M", "X", "SCHEMA_VERSION", "NNN_name"}
+PLACEHOLDERS = {"NAME", "ARG", "T", "N", "M", "X", "DIR", "SCHEMA_VERSION", "NNN_name"}
 
 
 # ---------------------------------------------------------------- markdown
