@@ -92,6 +92,7 @@ DROP FUNCTION IF EXISTS runs_session_start();
 DROP FUNCTION IF EXISTS runs_check_text(text, text, text, boolean, integer);
 DROP FUNCTION IF EXISTS runs_claim_owner_lock();
 DROP FUNCTION IF EXISTS runs_raise_active(text, runs);
+DROP FUNCTION IF EXISTS runs_outcome(boolean, bigint);
 
 ---------------------------------------------------------------------------
 -- Helpers. Internal: their names and arguments may change between releases.
@@ -303,13 +304,22 @@ BEGIN
 END
 $$;
 
--- 'updated', or why not: 'not_found' or 'not_in_expected_state'.
-CREATE OR REPLACE FUNCTION runs_outcome(changed boolean, run_id bigint) RETURNS text LANGUAGE sql STABLE
+-- The first step of a transition of run run_id: locks its row when its status
+-- is one of from_states and returns NULL; otherwise locks nothing and returns
+-- why not, 'not_found' or 'not_in_expected_state'.
+CREATE OR REPLACE FUNCTION runs_lock_in_state(run_id bigint, from_states text[]) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-  SELECT CASE WHEN changed THEN 'updated'
-              WHEN EXISTS (SELECT 1 FROM runs WHERE id OPERATOR(pg_catalog.=) run_id) THEN 'not_in_expected_state'
-              ELSE 'not_found' END
+BEGIN
+  PERFORM FROM runs AS r
+   WHERE r.id OPERATOR(pg_catalog.=) run_id AND r.status OPERATOR(pg_catalog.=) ANY (from_states)
+     FOR NO KEY UPDATE;
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN CASE WHEN EXISTS (SELECT 1 FROM runs AS r WHERE r.id OPERATOR(pg_catalog.=) run_id)
+              THEN 'not_in_expected_state' ELSE 'not_found' END;
+END
 $$;
 
 -- start_run()'s refusal while the key's active run r may still be worked on.
@@ -504,20 +514,18 @@ AS $$
 DECLARE
   lease_only constant boolean := runs_lease_only('mark_run_running'::text);
   session bigint;
-  leased boolean;
+  refused text;
   now_ts timestamptz;
 BEGIN
   PERFORM runs_check_integer('mark_run_running'::text, 'id'::text, mark_run_running.id);
   IF NOT lease_only THEN
     session := runs_claim_owner_lock();
   END IF;
-  SELECT r.lease_seconds IS NOT NULL INTO leased FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) mark_run_running.id AND r.status OPERATOR(pg_catalog.=) 'pending'
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, mark_run_running.id);
+  refused := runs_lock_in_state(mark_run_running.id, '{pending}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
-  IF lease_only AND NOT leased THEN
+  IF lease_only AND (SELECT r.lease_seconds IS NULL FROM runs AS r WHERE r.id OPERATOR(pg_catalog.=) mark_run_running.id) THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format('mark_run_running(): run %s has no lease, and the setting runs.owner_liveness is ''lease'': nothing would end it if this owner died behind a connection pooler; start runs with lease_seconds', mark_run_running.id),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
@@ -537,13 +545,13 @@ $$;
 CREATE OR REPLACE FUNCTION complete_run(id bigint) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+DECLARE
+  refused text;
 BEGIN
   PERFORM runs_check_integer('complete_run'::text, 'id'::text, complete_run.id);
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) complete_run.id AND r.status OPERATOR(pg_catalog.=) 'running'
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, complete_run.id);
+  refused := runs_lock_in_state(complete_run.id, '{running}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
   UPDATE runs AS r SET status = 'completed', finished_at = runs_now()
    WHERE r.id OPERATOR(pg_catalog.=) complete_run.id;
@@ -554,16 +562,16 @@ $$;
 CREATE OR REPLACE FUNCTION fail_run(id bigint, error_message text) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
+DECLARE
+  refused text;
 BEGIN
   PERFORM runs_check_integer('fail_run'::text, 'id'::text, fail_run.id);
   IF fail_run.error_message IS NOT NULL THEN  -- NULL: no message
     PERFORM runs_check_text('fail_run'::text, 'error_message'::text, fail_run.error_message, true, 1048576);
   END IF;
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) fail_run.id AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, fail_run.id);
+  refused := runs_lock_in_state(fail_run.id, '{pending,running}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
   UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = fail_run.error_message
    WHERE r.id OPERATOR(pg_catalog.=) fail_run.id;
@@ -611,6 +619,7 @@ RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
+  refused text;
   now_ts timestamptz;
 BEGIN
   PERFORM runs_check_integer('update_run_progress'::text, 'id'::text, update_run_progress.id);
@@ -627,12 +636,9 @@ BEGIN
   IF update_run_progress.current_step IS NOT NULL THEN
     PERFORM runs_check_text('update_run_progress'::text, 'current_step'::text, update_run_progress.current_step, true, 1024);
   END IF;
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) update_run_progress.id
-     AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, update_run_progress.id);
+  refused := runs_lock_in_state(update_run_progress.id, '{pending,running}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
   now_ts := runs_now();
   UPDATE runs AS r
