@@ -322,6 +322,35 @@ BEGIN
 END
 $$;
 
+-- Ends the run run_id, whose row the caller has locked, as new_status
+-- ('completed', 'failed' or 'cancelled'); message becomes the error_message of
+-- a failed run, other ends keep theirs.
+CREATE OR REPLACE FUNCTION runs_end(run_id bigint, new_status text, message text) RETURNS void LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+  UPDATE runs AS r
+     SET status = new_status, finished_at = runs_now(),
+         error_message = CASE WHEN new_status OPERATOR(pg_catalog.=) 'failed' THEN message ELSE r.error_message END
+   WHERE r.id OPERATOR(pg_catalog.=) run_id
+$$;
+
+-- complete_run() and fail_run(): ends run run_id as new_status when its status
+-- is one of from_states and returns 'updated'; otherwise returns why not.
+CREATE OR REPLACE FUNCTION runs_finish(run_id bigint, from_states text[], new_status text, message text)
+RETURNS text LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  refused constant text := runs_lock_in_state(run_id, from_states);
+BEGIN
+  IF refused IS NOT NULL THEN
+    RETURN refused;
+  END IF;
+  PERFORM runs_end(run_id, new_status, message);
+  RETURN 'updated';
+END
+$$;
+
 -- start_run()'s refusal while the key's active run r may still be worked on.
 CREATE OR REPLACE FUNCTION runs_raise_active(fn text, key text, r runs) RETURNS void LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -411,8 +440,7 @@ BEGIN
           EXIT WHEN answer;
           PERFORM runs_raise_active(fn, runs_start.concurrency_key, active);
         END IF;
-        UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = reason
-         WHERE r.id OPERATOR(pg_catalog.=) active.id;
+        PERFORM runs_end(active.id, 'failed'::text, reason);
       ELSE
         -- Another transaction holds the row (then the run is not abandoned),
         -- or the run ended since the lookup above (then the key is free).
@@ -545,37 +573,21 @@ $$;
 CREATE OR REPLACE FUNCTION complete_run(id bigint) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-DECLARE
-  refused text;
 BEGIN
   PERFORM runs_check_integer('complete_run'::text, 'id'::text, complete_run.id);
-  refused := runs_lock_in_state(complete_run.id, '{running}'::text[]);
-  IF refused IS NOT NULL THEN
-    RETURN refused;
-  END IF;
-  UPDATE runs AS r SET status = 'completed', finished_at = runs_now()
-   WHERE r.id OPERATOR(pg_catalog.=) complete_run.id;
-  RETURN 'updated';
+  RETURN runs_finish(complete_run.id, '{running}'::text[], 'completed'::text, NULL::text);
 END
 $$;
 
 CREATE OR REPLACE FUNCTION fail_run(id bigint, error_message text) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-DECLARE
-  refused text;
 BEGIN
   PERFORM runs_check_integer('fail_run'::text, 'id'::text, fail_run.id);
   IF fail_run.error_message IS NOT NULL THEN  -- NULL: no message
     PERFORM runs_check_text('fail_run'::text, 'error_message'::text, fail_run.error_message, true, 1048576);
   END IF;
-  refused := runs_lock_in_state(fail_run.id, '{pending,running}'::text[]);
-  IF refused IS NOT NULL THEN
-    RETURN refused;
-  END IF;
-  UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = fail_run.error_message
-   WHERE r.id OPERATOR(pg_catalog.=) fail_run.id;
-  RETURN 'updated';
+  RETURN runs_finish(fail_run.id, '{pending,running}'::text[], 'failed'::text, fail_run.error_message);
 END
 $$;
 
@@ -605,7 +617,7 @@ BEGIN
   END IF;
   IF r.status OPERATOR(pg_catalog.=) 'pending' OR r.owner_pid IS NULL OR runs_owned_by_me(r)
      OR runs_stale_reason(r) IS NOT NULL THEN
-    UPDATE runs AS x SET status = 'cancelled', finished_at = runs_now() WHERE x.id OPERATOR(pg_catalog.=) r.id;
+    PERFORM runs_end(r.id, 'cancelled'::text, NULL::text);
     RETURN 'updated';
   END IF;
   UPDATE runs AS x SET cancel_requested_at = coalesce(x.cancel_requested_at, runs_now())
@@ -702,8 +714,7 @@ BEGIN
   LOOP
     reason := runs_stale_reason(r);
     IF reason IS NOT NULL THEN
-      UPDATE runs AS x SET status = 'failed', finished_at = runs_now(), error_message = reason
-       WHERE x.id OPERATOR(pg_catalog.=) r.id;
+      PERFORM runs_end(r.id, 'failed'::text, reason);
       reaped := reaped OPERATOR(pg_catalog.+) 1;
     END IF;
   END LOOP;

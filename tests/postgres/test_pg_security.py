@@ -38,7 +38,8 @@ PLANTED_FUNCTIONS = [
     "jsonb_build_object(text, bigint)", "current_setting(text, boolean)", "set_config(text, text, boolean)",
     "runs_check_text(varchar, varchar, text, boolean, integer)", "runs_check_text(text, text, text, boolean)",
     "runs_quoted(varchar)", "runs_owner_lock_objid(integer)", "runs_lease_end(integer, timestamptz, timestamptz)",
-    "runs_check_integer(varchar, varchar, bigint)", "runs_lock_in_state(integer, text[])",
+    "runs_check_integer(varchar, varchar, bigint)", "runs_lock_in_state(integer, text[])", "runs_end(integer, text, text)",
+    "runs_finish(integer, text[], text, text)",
 ]
 
 
