@@ -3,10 +3,11 @@
 
 The byte format is the one runs_fuzz.cpp decodes (its header says it). A call
 names its function by its position in the extension's function table
-(runs::function_specs()), which this script asks the built fuzzer for, so a
-new function changes the bytes of every later one: write the corpus again
-(fuzz.corpus_is_current fails until then). STATEMENTS and the argument kinds
-below follow kStatements and read_arg() in runs_fuzz.cpp.
+(runs::function_specs()), a statement and a word (argument kind 11) by their
+positions in kStatements and kWords of runs_fuzz.cpp: this script asks the
+built fuzzer for all three, so a new function changes the bytes of every later
+one: write the corpus again (fuzz.corpus_is_current fails until then). The
+argument kinds below follow read_arg() in runs_fuzz.cpp.
 
     /usr/bin/python3 tests/fuzz/make_corpus.py build/test-sanitize/tests/fuzz/runs_fuzz
     /usr/bin/python3 tests/fuzz/make_corpus.py --check build/test-sanitize/tests/fuzz/runs_fuzz
@@ -19,20 +20,25 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def function_table(fuzzer):
-    """The fuzzer's function table: [(name, min_args, max_args)], in its order."""
-    out = subprocess.run([fuzzer], env=dict(os.environ, RUNS_FUZZ_LIST_FUNCTIONS="1"),
+def read_tables(fuzzer):
+    """Fills FUNCTIONS [(name, min_args, max_args)], STATEMENTS and WORDS from
+    the fuzzer's tables, in their order."""
+    out = subprocess.run([fuzzer], env=dict(os.environ, RUNS_FUZZ_LIST_TABLES="1"),
                          check=True, capture_output=True, text=True).stdout
-    table = [(name, int(low), int(high)) for name, low, high in (line.split() for line in out.splitlines())]
-    if not table:
-        sys.exit(f"{fuzzer} listed no functions")
-    return table
+    for line in out.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "function":
+            name, low, high = rest.split()
+            FUNCTIONS.append((name, int(low), int(high)))
+        elif kind == "statement":
+            STATEMENTS.append(rest)
+        elif kind == "word":
+            WORDS.append(bytes.fromhex(rest).decode("utf-8", "surrogateescape"))
+    if not (FUNCTIONS and STATEMENTS and WORDS):
+        sys.exit(f"{fuzzer} did not list its functions, statements and words")
 
 
-FUNCTIONS = []  # function_table(), set by main() before anything is encoded
-STATEMENTS = ["BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "SAVEPOINT fuzz", "RELEASE fuzz",
-              "ROLLBACK TO fuzz", "PRAGMA query_only = 1", "PRAGMA query_only = 0"]
-WORDS = ["", "k", "full", "api", "pending", "running", "completed", "failed", "cancelled"]
+FUNCTIONS, STATEMENTS, WORDS = [], [], []  # read_tables(), before anything is encoded
 ALONE, FROM_TABLE, INSERT_SELECT, WHILE_READING = range(4)
 MIGRATE = b"\x01"
 NO_MIGRATE = b"\x00"
@@ -246,7 +252,7 @@ def main():
         args = args[1:]
     if len(args) != 1:
         sys.exit("usage: make_corpus.py [--check] PATH_OF_THE_BUILT_runs_fuzz")
-    FUNCTIONS[:] = function_table(args[0])
+    read_tables(args[0])
     files = outputs()
     corpus = os.path.join(HERE, "corpus")
     stale = sorted(os.path.join(corpus, name) for name in os.listdir(corpus)
@@ -259,7 +265,7 @@ def main():
         if differ or stale:
             print(f"write them again: /usr/bin/python3 {os.path.relpath(__file__)} {args[0]}")
             sys.exit(1)
-        print(f"{len(files)} files match the function table of {args[0]} ({len(FUNCTIONS)} functions)")
+        print(f"{len(files)} files match the tables of {args[0]} ({len(FUNCTIONS)} functions)")
         return
     for path in stale:
         os.remove(path)

@@ -29,8 +29,8 @@
 //       argc args   each a kind byte (Arg below) and its payload
 // A missing byte reads as 0, so every input decodes. The seed corpus and the
 // dictionary are written by make_corpus.py from this binary's function table
-// (RUNS_FUZZ_LIST_FUNCTIONS=1 prints it); fuzz.corpus_is_current checks that
-// they match it.
+// and its statements and words (RUNS_FUZZ_LIST_TABLES=1 prints them);
+// fuzz.corpus_is_current checks that they match them.
 //
 // After every step, whatever it returned:
 //   - PRAGMA integrity_check is "ok";
@@ -394,6 +394,11 @@ std::string describe(const Arg& arg) {
   return "?";
 }
 
+// The texts of argument kind 11.
+const std::string kWords[] = {
+    "", "k", "full", "api", "pending", "running", "completed", "failed", "cancelled",
+    "\xc3\xa9", "\xff\xfe", "\xc3\x28", "\xed\xa0\x80", "'; DROP TABLE runs; --", "%s%n"};
+
 Arg read_arg(Reader& in, const std::vector<sqlite3_int64>& ids) {
   static constexpr sqlite3_int64 kEdgeIntegers[] = {
       0, 1, -1, 2, std::numeric_limits<sqlite3_int64>::max(),
@@ -404,9 +409,6 @@ Arg read_arg(Reader& in, const std::vector<sqlite3_int64>& ids) {
       9223372036854774784.0, 1e300, std::numeric_limits<double>::infinity(),
       -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(),
       std::numeric_limits<double>::denorm_min()};
-  static const char* const kWords[] = {
-      "", "k", "full", "api", "pending", "running", "completed", "failed", "cancelled",
-      "\xc3\xa9", "\xff\xfe", "\xc3\x28", "\xed\xa0\x80", "'; DROP TABLE runs; --", "%s%n"};
   static constexpr std::size_t kLongLengths[] = {1023, 1024, 1025, 65536, kMiB, kMiB + 1};
 
   Arg arg;
@@ -1055,10 +1057,16 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   check(sqlite3_config(SQLITE_CONFIG_MALLOC, &counted) == SQLITE_OK, "SQLITE_CONFIG_MALLOC");
   sqlite3_auto_extension(reinterpret_cast<void (*)()>(sqlite3_runs_init));
   const auto functions = runs_fuzz::extension_functions();
-  if (std::getenv("RUNS_FUZZ_LIST_FUNCTIONS") != nullptr) {
-    // The table make_corpus.py encodes the seed corpus with.
+  if (std::getenv("RUNS_FUZZ_LIST_TABLES") != nullptr) {
+    // The tables make_corpus.py encodes the seed corpus with.
     for (const auto& function : functions) {
-      std::printf("%s %d %d\n", function.name.c_str(), function.min_args, function.max_args);
+      std::printf("function %s %d %d\n", function.name.c_str(), function.min_args, function.max_args);
+    }
+    for (const char* statement : kStatements) std::printf("statement %s\n", statement);
+    for (const std::string& word : kWords) {
+      std::printf("word ");
+      for (const char c : word) std::printf("%02x", static_cast<unsigned char>(c));
+      std::printf("\n");
     }
     std::exit(0);
   }
