@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "clock.h"
 #include "migrations.h"
 #include "schema_check.h"
 #include "transaction.h"
@@ -149,6 +150,20 @@ RunLease read_lease(const Query& row) {
 
 bool is_active(const std::string& status) { return status == "pending" || status == "running"; }
 
+// mark_running(), update_progress() and heartbeat() move run `id`'s lease end
+// to lease_seconds from now: refused when that end, or now, is past the last
+// time SQLite can write. The run's lease_seconds is read only when the
+// longest lease could end past it, in the last year of 9999.
+void require_renewable_lease(sqlite3* db, sqlite3_int64 id) {
+  if (require_representable_now(db) / 1000 >= kMaxLeaseSeconds) return;
+  Statement lease(db, "SELECT lease_seconds FROM main.runs WHERE id = ?1");
+  Query query(lease);
+  query.bind(1, id);
+  if (query.step() && !query.is_null(0)) {
+    require_representable_lease_end(db, query.int64(0), "run " + std::to_string(id) + "'s");
+  }
+}
+
 // The schema version the statements above need: the latest (owner_time_ns
 // came with 004).
 int required_schema_version() { return migrations().back().version; }
@@ -269,6 +284,11 @@ std::string RunStore::try_start_run(const StartRequest& request) {
 RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
   WriteTransaction::require_allowed(db_);
   if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
+  if (request.lease_seconds) {
+    require_representable_lease_end(db_, *request.lease_seconds);
+  } else {
+    require_representable_now(db_);
+  }
   // Every statement is prepared, and the schema checked, before BEGIN: inside
   // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
   // makes SQLite refuse every statement, ROLLBACK included, until the
@@ -342,6 +362,7 @@ Transition RunStore::outcome(sqlite3_int64 id) {
 Transition RunStore::mark_running(sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(kMarkRunning));
+  require_renewable_lease(db_, id);
   update.bind(1, id);
   bind_owner(update, 2);
   update.run();
@@ -350,13 +371,16 @@ Transition RunStore::mark_running(sqlite3_int64 id) {
 
 Transition RunStore::complete(sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kComplete)).bind(1, id).run();
+  Statement& complete = statement(kComplete);
+  require_representable_now(db_);
+  Query(complete).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::fail(sqlite3_int64 id, std::optional<std::string_view> message) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(kFail));
+  require_representable_now(db_);
   update.bind(1, id);
   if (message) {
     update.bind(2, *message);
@@ -375,6 +399,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
   Statement& read = statement(kRunLease);
   Statement& cancel_now = statement(kCancel);
   Statement& request = statement(kCancelRequest);
+  require_representable_now(db_);
   std::optional<Transaction> transaction;
   if (sqlite3_get_autocommit(db_) && sqlite3_txn_state(db_, nullptr) == SQLITE_TXN_NONE) {
     if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
@@ -404,6 +429,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(kProgress));
+  require_renewable_lease(db_, id);
   update.bind(1, id).bind(2, progress.current);
   if (progress.total) {
     update.bind(3, *progress.total);
@@ -425,6 +451,7 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
   // e.g. a child the owner forked): 'ok' then means that the run is safe
   // until its lease ends, because whoever judges it judges the caller.
   Query heartbeat(statement(kHeartbeat));
+  require_renewable_lease(db_, id);
   heartbeat.bind(1, id);
   bind_owner(heartbeat, 2);
   heartbeat.run();
@@ -446,6 +473,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
   Statement& read = statement(kRunLease);
   Statement& fail = statement(kFail);
   Statement& fail_ownerless = statement(kReapOwnerless);
+  require_representable_now(db_);
   // Phase 1, without the write lock: read the active runs (the read ends
   // before the process table is consulted), then judge each.
   std::vector<RunLease> active_runs;
@@ -695,6 +723,7 @@ int RunStore::migrate() {
                                     ", newer than this library knows (" + std::to_string(latest) +
                                     "): load a newer sqlite-runs");
     }
+    if (current < latest) require_representable_now(db_);  // applied_at
     for (const Migration& migration : migrations()) {
       if (migration.version <= current) continue;
       try {
