@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -118,14 +119,20 @@ inline Rows schema(const TestDb& db) {
   return rows(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name");
 }
 
-// The text of sql/00N_*.sql, N from 1 to 3.
+// The text of sql/NNN_*.sql, the migration numbered n (1 up to the latest),
+// found by its number in sql/: the list of migrations is the folder itself.
 inline std::string migration_sql(int n) {
-  static const char* const kFiles[] = {"/sql/001_create_runs.sql", "/sql/002_one_active_run.sql",
-                                       "/sql/003_run_owners.sql", "/sql/004_run_guards.sql"};
-  const int known = static_cast<int>(std::size(kFiles));
-  EXPECT_TRUE(n >= 1 && n <= known) << "no migration " << n;
-  if (n < 1 || n > known) return "";
-  return read_text(std::string(RUNS_SOURCE_DIR) + kFiles[n - 1]);
+  char prefix[8];
+  std::snprintf(prefix, sizeof prefix, "%03d_", n);
+  const std::filesystem::path dir = std::filesystem::path(RUNS_SOURCE_DIR) / "sql";
+  std::vector<std::filesystem::path> found;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(prefix) && name.ends_with(".sql")) found.push_back(entry.path());
+  }
+  EXPECT_EQ(found.size(), 1u) << "migrations numbered " << n << " in " << dir;
+  if (found.size() != 1) return "";
+  return read_text(found.front().string());
 }
 
 // The latest schema version as a number.
