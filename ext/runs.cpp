@@ -108,7 +108,7 @@ int register_all(sqlite3* db, char** error_message) {
   }
   if (rc == SQLITE_OK) {
     rc = runs::register_close_hook(
-        db, std::shared_ptr<runs::StatementCache>(store, &store->statements()));
+        db, std::shared_ptr<runs::CloseListener>(store, &store->statements()));
   }
   if (rc != SQLITE_OK) return set_load_error(error_message, sqlite3_errmsg(db), rc);
   return SQLITE_OK;
