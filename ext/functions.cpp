@@ -1,15 +1,18 @@
 // The function adapters: each checks its arguments, calls the RunStore and
 // sets the result. dispatch() is the only entry from SQLite; it catches every
 // exception, so none crosses into SQLite, and turns an Error into
-// "name(): message" with the Error's result code.
+// "name(): message" with the Error's result code (a nested call's error,
+// already so named, is passed on as it is).
 #include "functions.h"
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <string>
 
 #include "build_info.h"
+#include "clock.h"
 #include "enum_table.h"
 #include "version.h"
 
@@ -19,7 +22,6 @@ namespace {
 // Longest accepted texts, in bytes.
 constexpr std::size_t kMaxNameBytes = 1024;             // scope, triggered_by, key, step
 constexpr std::size_t kMaxMessageBytes = 1024 * 1024;  // error_message
-constexpr sqlite3_int64 kMaxLeaseSeconds = 365 * 24 * 60 * 60;
 // The pointer type of earlier_busy_handler()'s handshake. A new layout of
 // BusyHandler needs a new name.
 constexpr const char* kBusyHandlerHandover = "sqlite-runs BusyHandler v1";
@@ -300,10 +302,35 @@ constexpr FunctionSpec kFunctions[] = {
     {"runs_debug", 0, 0, kInnocuous, runs_debug},
 };
 
+// How many calls of these functions are running on this thread, one inside
+// another: a TEMP trigger (where SQLITE_DIRECTONLY functions may run) on the
+// runs table fires inside the statement of the function that writes it.
+thread_local int call_depth = 0;
+// Set when a call nested in the outermost one reported an error. The
+// statement that fired it then fails with that error, whose message already
+// names the nested function: it is passed on as it is, not named again.
+thread_local bool nested_call_failed = false;
+
+// `message` begins with "name(): " for one of these functions.
+bool names_a_function(const char* message) noexcept {
+  for (const FunctionSpec& spec : kFunctions) {
+    const std::size_t length = std::strlen(spec.name);
+    if (std::strncmp(message, spec.name, length) == 0 &&
+        std::strncmp(message + length, "(): ", 4) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Sets the error result without allocating in C++: this runs inside catch
-// blocks, where a std::bad_alloc must not escape.
+// blocks, where a std::bad_alloc must not escape. The message gets the prefix
+// "function(): ", unless it is a nested call's error passed on.
 void report(sqlite3_context* ctx, const char* function, const char* message, int code) noexcept {
-  char* text = sqlite3_mprintf("%s(): %s", function, message);
+  const bool passed_on = nested_call_failed && names_a_function(message);
+  if (call_depth > 1) nested_call_failed = true;
+  char* text = passed_on ? sqlite3_mprintf("%s", message)
+                         : sqlite3_mprintf("%s(): %s", function, message);
   if (text == nullptr) {
     sqlite3_result_error_nomem(ctx);
     return;
@@ -316,6 +343,11 @@ void report(sqlite3_context* ctx, const char* function, const char* message, int
 void dispatch(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
   const auto* registration = static_cast<const Registration*>(sqlite3_user_data(ctx));
   const char* name = registration->spec->name;
+  if (call_depth == 0) nested_call_failed = false;
+  ++call_depth;
+  struct Leave {
+    ~Leave() { --call_depth; }
+  } leave;
   try {
     Call call(ctx, argc, argv, *registration->store);
     registration->spec->body(call);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "clock.h"
 #include "enum_table.h"
 #include "migrations.h"
 #include "run_sql.h"
@@ -174,6 +175,20 @@ bool is_active(std::string_view status) {
   return status == kPending.view() || status == kRunning.view();
 }
 
+// mark_running(), update_progress() and heartbeat() move run `id`'s lease end
+// to lease_seconds from now: refused when that end, or now, is past the last
+// time SQLite can write. The run's lease_seconds is read only when the
+// longest lease could end past it, in the last year of 9999.
+void require_renewable_lease(sqlite3* db, sqlite3_int64 id) {
+  if (require_representable_now(db) / 1000 >= kMaxLeaseSeconds) return;
+  Statement lease(db, "SELECT lease_seconds FROM main.runs WHERE id = ?1");
+  Query query(lease);
+  query.bind(1, id);
+  if (query.step() && !query.is_null(0)) {
+    require_representable_lease_end(db, query.int64(0), "run " + std::to_string(id) + "'s");
+  }
+}
+
 // The schema version the statements above need: the latest (owner_time_ns
 // came with 004).
 int required_schema_version() { return migrations().back().version; }
@@ -282,6 +297,11 @@ std::string RunStore::try_start_run(const StartRequest& request) {
 
 RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
   WriteTransaction transaction(db_, Join::kHoldingWriteLock);
+  if (request.lease_seconds) {
+    require_representable_lease_end(db_, *request.lease_seconds);
+  } else {
+    require_representable_now(db_);
+  }
   // Every statement is prepared, and the schema checked, before BEGIN (see
   // WriteTransaction).
   Statement& find_active = statement(kActiveRunLease);
@@ -348,6 +368,7 @@ Transition RunStore::outcome(sqlite3_int64 id) {
 void RunStore::run_owning(SqlId sql, sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
   Query update(statement(sql));
+  require_renewable_lease(db_, id);
   update.bind(1, id);
   bind_owner(update, 2);
   update.run();
@@ -360,13 +381,17 @@ Transition RunStore::mark_running(sqlite3_int64 id) {
 
 Transition RunStore::complete(sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kComplete)).bind(1, id).run();
+  Statement& complete = statement(kComplete);
+  require_representable_now(db_);
+  Query(complete).bind(1, id).run();
   return outcome(id);
 }
 
 Transition RunStore::fail(sqlite3_int64 id, std::optional<std::string_view> message) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kFail)).bind(1, id).bind(2, message).run();
+  Statement& fail = statement(kFail);
+  require_representable_now(db_);
+  Query(fail).bind(1, id).bind(2, message).run();
   return outcome(id);
 }
 
@@ -378,6 +403,7 @@ Transition RunStore::cancel(sqlite3_int64 id) {
   Statement& read = statement(kRunLease);
   Statement& cancel_now = statement(kCancel);
   Statement& request = statement(kCancelRequest);
+  require_representable_now(db_);
   transaction.begin(write_statements());
   std::optional<RunLease> run;
   {
@@ -402,7 +428,9 @@ Transition RunStore::cancel(sqlite3_int64 id) {
 
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
   Transaction::require_no_writing_statement(db_);
-  Query(statement(kProgress))
+  Statement& progress_update = statement(kProgress);
+  require_renewable_lease(db_, id);
+  Query(progress_update)
       .bind(1, id)
       .bind(2, progress.current)
       .bind(3, progress.total)
@@ -434,6 +462,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
   Statement& read = statement(kRunLease);
   Statement& fail = statement(kFail);
   Statement& fail_ownerless = statement(kReapOwnerless);
+  require_representable_now(db_);
   // Phase 1, without the write lock: read the active runs (the read ends
   // before the process table is consulted), then judge each.
   std::vector<RunLease> active_runs;
@@ -668,6 +697,7 @@ int RunStore::migrate() {
                                     ", newer than this library knows (" + std::to_string(latest) +
                                     "): load a newer sqlite-runs");
     }
+    if (current < latest) require_representable_now(db_);  // applied_at
     for (const Migration& migration : migrations()) {
       if (migration.version <= current) continue;
       try {

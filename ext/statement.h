@@ -70,9 +70,12 @@ class Query {
 // The integer a REAL holds exactly, if it holds one.
 std::optional<sqlite3_int64> exact_integer(double real) noexcept;
 
-// The connection's last error as an Error. Busy and read-only errors get
-// messages that say what happened and what to do; the rest keep SQLite's text.
-Error last_error(sqlite3* db, int rc);
+// The connection's last error as an Error. Busy and read-only errors, and
+// files that cannot be created next to the database, get messages that say
+// what happened and what to do; the rest keep SQLite's text. `failed`, the
+// statement whose step failed, if any, tells a write that waited for readers
+// from one that waited for a writer.
+Error last_error(sqlite3* db, int rc, sqlite3_stmt* failed = nullptr);
 
 // What a write to a read-only database (file, connection or PRAGMA
 // query_only) reports, whichever check finds it: each its own message.

@@ -2,7 +2,7 @@
 // forwarding every call to it. A test VFS derives from it and overrides the
 // calls it watches or changes: FaultVfs (fault_vfs.h) fails writes,
 // PowerLossVfs (power_loss_vfs.h) records writes and syncs, the torture
-// worker counts events. The overrides run inside SQLite's calls: they must
+// worker counts events, messages_test's clock reads a time of its choosing. The overrides run inside SQLite's calls: they must
 // not throw.
 #pragma once
 
@@ -24,6 +24,7 @@ class VfsShim {
     vfs_.pAppData = this;
     vfs_.xOpen = open_file;
     vfs_.xDelete = delete_file;
+    if (vfs_.iVersion >= 2) vfs_.xCurrentTimeInt64 = current_time_int64;
     registered_ = sqlite3_vfs_register(&vfs_, make_default ? 1 : 0) == SQLITE_OK;
   }
   virtual ~VfsShim() { sqlite3_vfs_unregister(&vfs_); }
@@ -58,6 +59,8 @@ class VfsShim {
   }
   virtual int truncate(File& file, sqlite3_int64 size) { return file.methods().xTruncate(file.real(), size); }
   virtual int sync(File& file, int flags) { return file.methods().xSync(file.real(), flags); }
+  // The time SQLite's 'now' reads: milliseconds since the julian epoch.
+  virtual int current_time(sqlite3_int64* ms) { return real_->xCurrentTimeInt64(real_, ms); }
   // False: no memory-mapped reads, every page goes through xRead.
   virtual bool memory_mapped_reads() const { return true; }
   // Called before each call that changes a file or a lock, with its name:
@@ -81,6 +84,9 @@ class VfsShim {
     const int rc = file.shim->open(path, file, flags, out_flags);
     file.base.pMethods = file.real()->pMethods != nullptr ? &io_methods() : nullptr;
     return rc;
+  }
+  static int current_time_int64(sqlite3_vfs* vfs, sqlite3_int64* ms) {
+    return static_cast<VfsShim*>(vfs->pAppData)->current_time(ms);
   }
   static int delete_file(sqlite3_vfs* vfs, const char* path, int sync_dir) {
     VfsShim* shim = static_cast<VfsShim*>(vfs->pAppData);

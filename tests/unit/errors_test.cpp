@@ -534,7 +534,7 @@ TEST(BusyCommit, AReaderInAnotherConnectionBlocksTheCommit) {
   const Rows before = dump(db);
   reader.exec("BEGIN");
   EXPECT_EQ(reader.value("SELECT count(*) FROM runs"), "0");
-  EXPECT_EQ(db.error("SELECT start_run('x')", SQLITE_BUSY), "start_run(): " + kBusy);
+  EXPECT_EQ(db.error("SELECT start_run('x')", SQLITE_BUSY), "start_run(): " + kLockedByReader);
   EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
   EXPECT_EQ(dump(db), before);
   EXPECT_EQ(reader.value("SELECT count(*) FROM runs"), "0");

@@ -340,8 +340,8 @@ TEST_P(AnotherProcess, ReadsWhileStartRunCommits) {
   }
   // Rollback journal: start_run() gets the write lock and inserts, but its
   // COMMIT needs the reader gone; it must roll back and say so.
-  EXPECT_EQ(db.error("SELECT start_run('x', 'api', 'new')", SQLITE_BUSY), "start_run(): " + kBusy);
-  EXPECT_EQ(db.error("SELECT cancel_run(1)", SQLITE_BUSY), "cancel_run(): " + kBusy);
+  EXPECT_EQ(db.error("SELECT start_run('x', 'api', 'new')", SQLITE_BUSY), "start_run(): " + kLockedByReader);
+  EXPECT_EQ(db.error("SELECT cancel_run(1)", SQLITE_BUSY), "cancel_run(): " + kLockedByReader);
   EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
   EXPECT_EQ(dump(db), before);
   holder.release();

@@ -34,6 +34,13 @@ inline const std::string kVersion1 = old_schema(1);
 inline const std::string kBusy =
     "the database is locked by another writer and busy_timeout ran out: retry, or give the "
     "connection a longer busy_timeout";
+// In rollback-journal mode, a write that waited for another connection's read
+// transaction to end.
+inline const std::string kLockedByReader =
+    "the database is locked by a reader: another connection holds a read transaction, and in "
+    "rollback-journal mode a write cannot commit until every reader has finished; busy_timeout "
+    "ran out: retry, give the connection a longer busy_timeout, or put the database in WAL mode "
+    "(PRAGMA journal_mode = WAL), where readers never block a commit";
 inline const std::string kInsideBegin =
     "cannot run inside a transaction, because it commits its own: call it after COMMIT or ROLLBACK";
 inline const std::string kNoWriteLock =
