@@ -130,4 +130,8 @@ install(CODE "
 ")
 set(CPACK_SOURCE_GENERATOR "TGZ")
 set(CPACK_SOURCE_IGNORE_FILES "/\\\\.git/" "/build/" "/node_modules/" "__pycache__")
-include(CPack)
+# CPack's configuration belongs to the top-level project: an embedding project
+# packages itself.
+if(PROJECT_IS_TOP_LEVEL)
+  include(CPack)
+endif()

@@ -21,6 +21,9 @@ show "sqlite3 app.db   # migrate, start a run, try a second one"
 sqlite3 -batch "$db" "PRAGMA journal_mode = WAL" > /dev/null
 sqlite3 -batch "$db" 2>&1 <<SQL || true
 .load $ext
+.output /dev/null
+SELECT runs_busy_timeout(5000);
+.output
 SELECT 'runs_migrate() -> ' || runs_migrate();
 SELECT 'start_run(''full'') -> ' || start_run('full');
 SELECT 'start_run(''full'') -> ' || start_run('full');
@@ -29,6 +32,9 @@ SQL
 show "sqlite3 app.db   # finish it"
 sqlite3 -batch "$db" <<SQL
 .load $ext
+.output /dev/null
+SELECT runs_busy_timeout(5000);
+.output
 SELECT 'mark_run_running(1) -> ' || mark_run_running(1);
 SELECT 'complete_run(1) -> ' || complete_run(1);
 SELECT 'active_run() -> ' || coalesce(active_run(), 'NULL');

@@ -2,8 +2,9 @@
 //
 //   const Database = require('better-sqlite3');
 //   const sqliteRuns = require('sqlite-runs');
-//   const db = new Database('app.db', { timeout: 5000 });
+//   const db = new Database('app.db');
 //   sqliteRuns.load(db);
+//   db.prepare('SELECT runs_busy_timeout(5000)').get();   // the library's busy handler
 //   db.prepare('SELECT runs_migrate()').pluck().get();
 'use strict';
 const fs = require('node:fs');

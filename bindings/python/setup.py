@@ -21,8 +21,6 @@ from setuptools.command.sdist import sdist
 from setuptools.dist import Distribution
 
 HERE = Path(__file__).resolve().parent
-# What the CMake build of target `runs` reads, relative to the repository's root.
-SOURCES = ("CMakeLists.txt", "LICENSE", "cmake", "ext", "sql")
 VENDORED = "runs-src"
 COMMIT_FILE = "COMMIT"  # in runs-src/: the commit the sdist was made from
 
@@ -40,6 +38,13 @@ def source_root():
     raise SystemExit(
         f"sqlite-runs: no extension sources at {HERE.parent.parent} or {HERE / VENDORED}: "
         "install from a checkout of the repository (bindings/python) or from its sdist")
+
+
+def sources(checkout):
+    """What the CMake build of target `runs` reads, relative to the repository's
+    root: bindings/sources.txt, the list the npm package reads too."""
+    lines = (checkout / "bindings" / "sources.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in (text.strip() for text in lines) if line and not line.startswith("#")]
 
 
 def version():
@@ -100,7 +105,7 @@ class Sdist(sdist):
         target = Path(base_dir) / VENDORED
         if root == HERE / VENDORED:  # an sdist made from an sdist
             return
-        for name in SOURCES:
+        for name in sources(root):
             source = root / name
             if source.is_dir():
                 shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))

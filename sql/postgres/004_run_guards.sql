@@ -23,18 +23,19 @@ DO $migration$
 DECLARE
   found_in text := (SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
                      WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('runs_schema_migrations'));
+  recorded integer[];
 BEGIN
   PERFORM pg_catalog.pg_advisory_xact_lock(1920298611, 0);
-  -- Two IFs: a query naming a missing table would fail before any test.
-  IF found_in IS NULL THEN
+  -- Read only where the table exists: a query naming a missing one fails.
+  IF found_in IS NOT NULL THEN
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(version) FROM %I.runs_schema_migrations', found_in)
+      INTO recorded;
+  END IF;
+  IF NOT coalesce(3 OPERATOR(pg_catalog.=) ANY (recorded), false) THEN
     RAISE EXCEPTION 'migration 004 needs migration 003 first: apply sql/postgres/003_run_owners.sql'
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version OPERATOR(pg_catalog.=) 3) THEN
-    RAISE EXCEPTION 'migration 004 needs migration 003 first: apply sql/postgres/003_run_owners.sql'
-      USING ERRCODE = 'object_not_in_prerequisite_state';
-  END IF;
-  IF EXISTS (SELECT 1 FROM runs_schema_migrations WHERE version OPERATOR(pg_catalog.=) 4) THEN
+  IF 4 OPERATOR(pg_catalog.=) ANY (recorded) THEN
     RAISE EXCEPTION 'migration 004 is already applied in schema %', found_in
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;

@@ -92,6 +92,7 @@ DROP FUNCTION IF EXISTS runs_session_start();
 DROP FUNCTION IF EXISTS runs_check_text(text, text, text, boolean, integer);
 DROP FUNCTION IF EXISTS runs_claim_owner_lock();
 DROP FUNCTION IF EXISTS runs_raise_active(text, runs);
+DROP FUNCTION IF EXISTS runs_outcome(boolean, bigint);
 
 ---------------------------------------------------------------------------
 -- Helpers. Internal: their names and arguments may change between releases.
@@ -303,13 +304,51 @@ BEGIN
 END
 $$;
 
--- 'updated', or why not: 'not_found' or 'not_in_expected_state'.
-CREATE OR REPLACE FUNCTION runs_outcome(changed boolean, run_id bigint) RETURNS text LANGUAGE sql STABLE
+-- The first step of a transition of run run_id: locks its row when its status
+-- is one of from_states and returns NULL; otherwise locks nothing and returns
+-- why not, 'not_found' or 'not_in_expected_state'.
+CREATE OR REPLACE FUNCTION runs_lock_in_state(run_id bigint, from_states text[]) RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
-  SELECT CASE WHEN changed THEN 'updated'
-              WHEN EXISTS (SELECT 1 FROM runs WHERE id OPERATOR(pg_catalog.=) run_id) THEN 'not_in_expected_state'
-              ELSE 'not_found' END
+BEGIN
+  PERFORM FROM runs AS r
+   WHERE r.id OPERATOR(pg_catalog.=) run_id AND r.status OPERATOR(pg_catalog.=) ANY (from_states)
+     FOR NO KEY UPDATE;
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN CASE WHEN EXISTS (SELECT 1 FROM runs AS r WHERE r.id OPERATOR(pg_catalog.=) run_id)
+              THEN 'not_in_expected_state' ELSE 'not_found' END;
+END
+$$;
+
+-- Ends the run run_id, whose row the caller has locked, as new_status
+-- ('completed', 'failed' or 'cancelled'); message becomes the error_message of
+-- a failed run, other ends keep theirs.
+CREATE OR REPLACE FUNCTION runs_end(run_id bigint, new_status text, message text) RETURNS void LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$
+  UPDATE runs AS r
+     SET status = new_status, finished_at = runs_now(),
+         error_message = CASE WHEN new_status OPERATOR(pg_catalog.=) 'failed' THEN message ELSE r.error_message END
+   WHERE r.id OPERATOR(pg_catalog.=) run_id
+$$;
+
+-- complete_run() and fail_run(): ends run run_id as new_status when its status
+-- is one of from_states and returns 'updated'; otherwise returns why not.
+CREATE OR REPLACE FUNCTION runs_finish(run_id bigint, from_states text[], new_status text, message text)
+RETURNS text LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  refused constant text := runs_lock_in_state(run_id, from_states);
+BEGIN
+  IF refused IS NOT NULL THEN
+    RETURN refused;
+  END IF;
+  PERFORM runs_end(run_id, new_status, message);
+  RETURN 'updated';
+END
 $$;
 
 -- start_run()'s refusal while the key's active run r may still be worked on.
@@ -401,8 +440,7 @@ BEGIN
           EXIT WHEN answer;
           PERFORM runs_raise_active(fn, runs_start.concurrency_key, active);
         END IF;
-        UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = reason
-         WHERE r.id OPERATOR(pg_catalog.=) active.id;
+        PERFORM runs_end(active.id, 'failed'::text, reason);
       ELSE
         -- Another transaction holds the row (then the run is not abandoned),
         -- or the run ended since the lookup above (then the key is free).
@@ -504,20 +542,18 @@ AS $$
 DECLARE
   lease_only constant boolean := runs_lease_only('mark_run_running'::text);
   session bigint;
-  leased boolean;
+  refused text;
   now_ts timestamptz;
 BEGIN
   PERFORM runs_check_integer('mark_run_running'::text, 'id'::text, mark_run_running.id);
   IF NOT lease_only THEN
     session := runs_claim_owner_lock();
   END IF;
-  SELECT r.lease_seconds IS NOT NULL INTO leased FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) mark_run_running.id AND r.status OPERATOR(pg_catalog.=) 'pending'
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, mark_run_running.id);
+  refused := runs_lock_in_state(mark_run_running.id, '{pending}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
-  IF lease_only AND NOT leased THEN
+  IF lease_only AND (SELECT r.lease_seconds IS NULL FROM runs AS r WHERE r.id OPERATOR(pg_catalog.=) mark_run_running.id) THEN
     RAISE EXCEPTION USING MESSAGE = pg_catalog.format('mark_run_running(): run %s has no lease, and the setting runs.owner_liveness is ''lease'': nothing would end it if this owner died behind a connection pooler; start runs with lease_seconds', mark_run_running.id),
                           ERRCODE = 'invalid_parameter_value';
   END IF;
@@ -539,15 +575,7 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
   PERFORM runs_check_integer('complete_run'::text, 'id'::text, complete_run.id);
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) complete_run.id AND r.status OPERATOR(pg_catalog.=) 'running'
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, complete_run.id);
-  END IF;
-  UPDATE runs AS r SET status = 'completed', finished_at = runs_now()
-   WHERE r.id OPERATOR(pg_catalog.=) complete_run.id;
-  RETURN 'updated';
+  RETURN runs_finish(complete_run.id, '{running}'::text[], 'completed'::text, NULL::text);
 END
 $$;
 
@@ -559,15 +587,7 @@ BEGIN
   IF fail_run.error_message IS NOT NULL THEN  -- NULL: no message
     PERFORM runs_check_text('fail_run'::text, 'error_message'::text, fail_run.error_message, true, 1048576);
   END IF;
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) fail_run.id AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, fail_run.id);
-  END IF;
-  UPDATE runs AS r SET status = 'failed', finished_at = runs_now(), error_message = fail_run.error_message
-   WHERE r.id OPERATOR(pg_catalog.=) fail_run.id;
-  RETURN 'updated';
+  RETURN runs_finish(fail_run.id, '{pending,running}'::text[], 'failed'::text, fail_run.error_message);
 END
 $$;
 
@@ -597,7 +617,7 @@ BEGIN
   END IF;
   IF r.status OPERATOR(pg_catalog.=) 'pending' OR r.owner_pid IS NULL OR runs_owned_by_me(r)
      OR runs_stale_reason(r) IS NOT NULL THEN
-    UPDATE runs AS x SET status = 'cancelled', finished_at = runs_now() WHERE x.id OPERATOR(pg_catalog.=) r.id;
+    PERFORM runs_end(r.id, 'cancelled'::text, NULL::text);
     RETURN 'updated';
   END IF;
   UPDATE runs AS x SET cancel_requested_at = coalesce(x.cancel_requested_at, runs_now())
@@ -611,6 +631,7 @@ RETURNS text LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 DECLARE
+  refused text;
   now_ts timestamptz;
 BEGIN
   PERFORM runs_check_integer('update_run_progress'::text, 'id'::text, update_run_progress.id);
@@ -627,12 +648,9 @@ BEGIN
   IF update_run_progress.current_step IS NOT NULL THEN
     PERFORM runs_check_text('update_run_progress'::text, 'current_step'::text, update_run_progress.current_step, true, 1024);
   END IF;
-  PERFORM FROM runs AS r
-   WHERE r.id OPERATOR(pg_catalog.=) update_run_progress.id
-     AND r.status OPERATOR(pg_catalog.=) ANY ('{pending,running}'::text[])
-     FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RETURN runs_outcome(false, update_run_progress.id);
+  refused := runs_lock_in_state(update_run_progress.id, '{pending,running}'::text[]);
+  IF refused IS NOT NULL THEN
+    RETURN refused;
   END IF;
   now_ts := runs_now();
   UPDATE runs AS r
@@ -696,8 +714,7 @@ BEGIN
   LOOP
     reason := runs_stale_reason(r);
     IF reason IS NOT NULL THEN
-      UPDATE runs AS x SET status = 'failed', finished_at = runs_now(), error_message = reason
-       WHERE x.id OPERATOR(pg_catalog.=) r.id;
+      PERFORM runs_end(r.id, 'failed'::text, reason);
       reaped := reaped OPERATOR(pg_catalog.+) 1;
     END IF;
   END LOOP;

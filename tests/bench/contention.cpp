@@ -59,10 +59,12 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_db.h"
 #include "busy_handler.h"
+#include "spawn_process.h"
 
 extern char** environ;
 
@@ -262,24 +264,10 @@ std::string self_path() {
 }
 
 Child spawn(const std::vector<std::string>& args, const std::string& latencies) {
-  int in[2];
-  int out[2];
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe2");
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (std::string& arg : copy) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(in[0]);
-  close(out[1]);
-  if (rc != 0) die(std::string("posix_spawn: ") + std::strerror(rc));
-  return Child{pid, in[1], out[0], latencies};
+  std::string error;
+  const runs_test::ChildProcess child = runs_test::start_child(args, error);
+  if (child.pid < 0) die(error);
+  return Child{child.pid, child.in, child.out, latencies};
 }
 
 std::string read_all(int fd) {
@@ -408,48 +396,32 @@ std::string to_json(const Result& r) {
 int main(int argc, char** argv) {
   std::string db, extension, key, latencies, json;
   std::string processes = "2,4,8,16", keys = "one,separate", variants = "extension,handwritten";
-  std::string loads = "idle", backoff;
-  double seconds = 3;
-  int rounds = 1;
+  std::string loads = "idle", backoff, seconds_text = "3", rounds_text = "1";
+  // The options that take a value, and where it goes.
+  const std::vector<std::pair<std::string, std::string*>> options = {
+      {"--db", &db},          {"--extension", &extension}, {"--key", &key},
+      {"--latencies", &latencies}, {"--processes", &processes}, {"--keys", &keys},
+      {"--variants", &variants},   {"--seconds", &seconds_text}, {"--rounds", &rounds_text},
+      {"--load", &loads},     {"--backoff", &backoff},     {"--json", &json}};
   bool is_worker = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die("missing value for " + arg);
-      return argv[++i];
-    };
+    const auto option = std::find_if(options.begin(), options.end(),
+                                     [&](const auto& entry) { return entry.first == arg; });
     if (arg == "--worker") {
       is_worker = true;
     } else if (arg == "--spin") {
       spin();
-    } else if (arg == "--db") {
-      db = value();
-    } else if (arg == "--extension") {
-      extension = value();
-    } else if (arg == "--key") {
-      key = value();
-    } else if (arg == "--latencies") {
-      latencies = value();
-    } else if (arg == "--processes") {
-      processes = value();
-    } else if (arg == "--keys") {
-      keys = value();
-    } else if (arg == "--variants") {
-      variants = value();
-    } else if (arg == "--seconds") {
-      seconds = std::stod(value());
-    } else if (arg == "--rounds") {
-      rounds = std::stoi(value());
-    } else if (arg == "--load") {
-      loads = value();
-    } else if (arg == "--backoff") {
-      backoff = value();
-    } else if (arg == "--json") {
-      json = value();
-    } else {
+    } else if (option == options.end()) {
       die("unknown argument " + arg + " (see the comment at the top of contention.cpp)");
+    } else if (i + 1 >= argc) {
+      die("missing value for " + arg);
+    } else {
+      *option->second = argv[++i];
     }
   }
+  const double seconds = std::stod(seconds_text);
+  const int rounds = std::stoi(rounds_text);
   if (extension.empty()) die("--extension PATH is required");
   runs::BackoffPolicy policy = runs::kDefaultBackoff;
   if (!backoff.empty() && backoff != "0,0") {

@@ -48,35 +48,34 @@ def worker(path, extension, key, handler, seconds):
     waits = []
     clock = time.monotonic
     end = clock() + seconds
-    while clock() < end:
+
+    def attempt(sql, params):
+        """Runs sql once, its wait timed into waits: its first row, or None
+        when the database was locked."""
         t0 = clock()
-        counts["calls"] += 1
         try:
-            run_id = db.execute("SELECT start_run('bench', 'python', ?)", (key,)).fetchone()[0]
-        except sqlite3.IntegrityError:
-            waits.append(clock() - t0)
-            counts["refusals"] += 1
-            continue
+            return db.execute(sql, params).fetchone()
         except sqlite3.OperationalError as e:
-            waits.append(clock() - t0)
             if "locked" not in str(e):
                 raise
+            return None
+        finally:
+            waits.append(clock() - t0)
+
+    while clock() < end:
+        counts["calls"] += 1
+        try:
+            row = attempt("SELECT start_run('bench', 'python', ?)", (key,))
+        except sqlite3.IntegrityError:
+            counts["refusals"] += 1
+            continue
+        if row is None:
             counts["busy"] += 1
             continue
-        waits.append(clock() - t0)
         counts["wins"] += 1
         for sql in ("SELECT mark_run_running(?)", "SELECT complete_run(?)"):
-            while True:
-                t0 = clock()
-                try:
-                    db.execute(sql, (run_id,)).fetchone()
-                    waits.append(clock() - t0)
-                    break
-                except sqlite3.OperationalError as e:
-                    waits.append(clock() - t0)
-                    if "locked" not in str(e):
-                        raise
-                    counts["finish_busy"] += 1
+            while attempt(sql, (row[0],)) is None:
+                counts["finish_busy"] += 1
     counts["waits"] = waits
     print(json.dumps(counts), flush=True)
 

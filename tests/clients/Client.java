@@ -34,12 +34,14 @@ public class Client {
     // The lines a Java program writes.
     SQLiteConfig config = new SQLiteConfig();
     config.enableLoadExtension(true);
-    config.setBusyTimeout(5000);
     try (Connection db = config.createConnection("jdbc:sqlite:" + tmp.resolve("app.db"));
          Connection cases = DriverManager.getConnection("jdbc:sqlite::memory:")) {
       try (PreparedStatement load = db.prepareStatement("SELECT load_extension(?)")) {
         load.setString(1, args[0]);
         load.executeQuery().close();
+      }
+      try (PreparedStatement busy = db.prepareStatement("SELECT runs_busy_timeout(5000)")) {
+        busy.executeQuery().close();
       }
       PreparedStatement steps = cases.prepareStatement(
           "SELECT key + 1, json_extract(value, '$.sql'), value, json_extract(value, '$.error.code'),"

@@ -148,7 +148,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, 5000);
   if (argc == 4) {
     char *error = NULL;
     sqlite3_enable_load_extension(db, 1);
@@ -156,6 +155,10 @@ int main(int argc, char **argv) {
       fprintf(stderr, "cannot load %s: %s\n", argv[3], error);
       return 2;
     }
+  }
+  if (sqlite3_exec(db, "SELECT runs_busy_timeout(5000)", NULL, NULL, NULL) != SQLITE_OK) {
+    fprintf(stderr, "runs_busy_timeout(): %s\n", sqlite3_errmsg(db));
+    return 2;
   }
   printf("SQLite %s\n", sqlite3_libversion());
 

@@ -40,8 +40,8 @@ $tmp = sys_get_temp_dir() . '/sqlite-runs-php-' . getmypid();
 // The lines a PHP program writes.
 $db = new SQLite3("$tmp/app.db");
 $db->enableExceptions(true);
-$db->busyTimeout(5000);
 $db->loadExtension($argv[1]);
+runs_value($db, 'SELECT runs_busy_timeout(5000)');
 
 $passed = 0;
 $failed = 0;

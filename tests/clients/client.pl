@@ -31,7 +31,7 @@ my $dbh = DBI->connect("dbi:SQLite:dbname=$tmp/app.db", '', '', {
 });
 $dbh->sqlite_enable_load_extension(1);
 $dbh->sqlite_load_extension($extension);
-$dbh->sqlite_busy_timeout(5000);
+$dbh->do('SELECT runs_busy_timeout(5000)');
 
 # Which SQLite DBD::SQLite runs: Debian links it to the system's libsqlite3,
 # whatever SQLite version the module's own sources carry.

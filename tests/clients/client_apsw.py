@@ -33,10 +33,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sqlite-runs-apsw-") as tmp:
         # The lines a program writes.
         db = apsw.Connection(os.path.join(tmp, "app.db"))
-        db.setbusytimeout(5000)
         db.enableloadextension(True)
         db.loadextension(sys.argv[1])
         db.enableloadextension(False)
+        db.execute("SELECT runs_busy_timeout(5000)").fetchall()
         for number, step in enumerate(steps, start=1):
             name = f"{number}: {step['sql']}"
             try:

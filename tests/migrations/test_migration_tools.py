@@ -325,5 +325,5 @@ if __name__ == "__main__":
         raise SystemExit(1)
     if result.skipped:  # ctest shows the test as skipped (SKIP_RETURN_CODE 77), with the reasons above
         for case, reason in result.skipped:
-            print(f"SKIPPED {case.id()}: {reason}")
+            print(f"skipped: {case.id()}: {reason}")
         raise SystemExit(77)

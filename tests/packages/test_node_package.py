@@ -5,7 +5,7 @@ the extension with the repository's CMake):
   1. `npm install <repo>/bindings/node` into a fresh project;
   2. `npm pack` in bindings/node, then `npm install <tarball>` into another
      fresh project: the tarball must carry the sources it builds from
-     (runs-src/: CMakeLists.txt, cmake/, ext/, sql/), and packing must leave
+     (runs-src/: exactly what bindings/sources.txt lists), and packing must leave
      the checkout as it was.
 
 In each project, require('sqlite-runs') gives getLoadablePath(),
@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import unittest
 
-from package_support import REPO, SQL, cmake_version
+from package_support import REPO, SQL, cmake_version, vendored_files
 
 PACKAGE = os.path.join(REPO, "bindings", "node")
 TESTS_NODE = os.path.join(REPO, "tests", "node")
@@ -104,9 +104,11 @@ class NodePackageTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(PACKAGE)), before)  # postpack removed runs-src/
         packed = json.loads(out)[0]
         files = {entry["path"] for entry in packed["files"]}
-        for needed in (["runs-src/CMakeLists.txt", "runs-src/ext/runs.cpp", "runs-src/cmake/embed_migrations.cmake",
-                        "index.js", "index.d.ts", "scripts/build.js"] + ["runs-src/sql/" + f for f in SQL]):
+        for needed in ["index.js", "index.d.ts", "scripts/build.js"] + ["runs-src/sql/" + f for f in SQL]:
             self.assertIn(needed, files)
+        # runs-src/ holds exactly what bindings/sources.txt lists, and the commit.
+        self.assertEqual({f[len("runs-src/"):] for f in files if f.startswith("runs-src/")} - {"COMMIT"},
+                         vendored_files())
         self.assertFalse([f for f in files if f.startswith("lib/")], "the build output must not be packed")
         tarball = os.path.join(self.tmp, packed["filename"])
         with tarfile.open(tarball) as tar:

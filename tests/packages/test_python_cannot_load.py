@@ -37,7 +37,7 @@ def main():
             python = found
             break
     if python is None:
-        print("SKIPPED: no python3 on PATH other than /usr/bin's, so no Python that cannot load extensions")
+        print("skipped: no python3 on PATH other than /usr/bin's, so no Python that cannot load extensions")
         return SKIP
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "bindings", "python"))
     out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, env=env)
@@ -45,7 +45,7 @@ def main():
         print(f"FAILED: {python}: {out.stdout}{out.stderr}")
         return 1
     if out.stdout == "can load\n":
-        print(f"SKIPPED: {python} can load extensions")
+        print(f"skipped: {python} can load extensions")
         return SKIP
     real = subprocess.run([python, "-c", "import sys; print(sys.executable)"], capture_output=True,
                           text=True).stdout.strip()

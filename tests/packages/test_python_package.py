@@ -24,7 +24,7 @@ import tempfile
 import unittest
 import zipfile
 
-from package_support import REPO, SQL, cmake_version
+from package_support import REPO, SQL, cmake_version, vendored_files
 
 PACKAGE = os.path.join(REPO, "bindings", "python")
 CLIENT_TEST = os.path.join(REPO, "tests", "python", "test_client.py")
@@ -97,9 +97,12 @@ class PythonPackageTest(unittest.TestCase):
         self.assertRegex(os.path.basename(wheels[0]), rf"^sqlite_runs-{cmake_version()}-py3-none-linux_\w+\.whl$")
         with tarfile.open(sdists[0]) as sdist:
             names = sdist.getnames()
+            carried = {m.name for m in sdist.getmembers() if m.isfile()}
         top = f"sqlite-runs-{cmake_version()}/runs-src/"
-        for needed in ["CMakeLists.txt", "ext/runs.cpp", "cmake/embed_migrations.cmake"] + ["sql/" + f for f in SQL]:
+        for needed in ["sql/" + f for f in SQL]:
             self.assertIn(top + needed, names)
+        # runs-src/ holds exactly what bindings/sources.txt lists, and the commit.
+        self.assertEqual({n[len(top):] for n in carried if n.startswith(top)} - {"COMMIT"}, vendored_files())
         with zipfile.ZipFile(wheels[0]) as wheel:
             names = wheel.namelist()
         self.assertIn("sqlite_runs/runs.so", names)

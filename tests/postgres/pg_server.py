@@ -220,10 +220,11 @@ class PgCase(unittest.TestCase):
             PgCase.server = PgServer().start()
             atexit.register(PgCase.server.stop)
 
-    def schema(self, migrate=True):
-        """A new schema, migrated (migrations and functions) unless told not to."""
+    def schema(self, migrate=True, files=None):
+        """A new schema, migrated (migrations and functions, or only files)
+        unless told not to."""
         PgCase.count += 1
-        return create_schema(self.server, f"s{PgCase.count}", migrate=migrate)
+        return create_schema(self.server, f"s{PgCase.count}", files=files, migrate=migrate)
 
     def connect(self, schema=None, user="postgres", server=None):
         dsn = (server or self.server).dsn(search_path=schema).replace("user=postgres", f"user={user}")

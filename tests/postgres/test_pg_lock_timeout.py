@@ -21,7 +21,6 @@ synchronisation. docs/postgres.md#waiting-for-a-lock says the same.
 import os
 import sys
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,55 +70,49 @@ class LockTimeoutTest(PgCase):
             return outcome.get("code"), outcome.get("result", outcome.get("message"))
         return join
 
-    def wait_until_waiting(self):
-        """Until pg_stat_activity shows the waiter blocked on a lock."""
-        deadline = time.monotonic() + HANG_GUARD
-        while time.monotonic() < deadline:
-            # Its own connection in autocommit: a transaction keeps one
-            # snapshot of pg_stat_activity.
-            event = self.value(self.stats, "SELECT wait_event_type FROM pg_stat_activity"
-                                           f" WHERE pid = {self.waiter_pid}")
-            if event == "Lock":
-                return
-            time.sleep(0.01)  # polling the server's own view, not a stand-in for synchronisation
-        self.fail("the waiter never waited for a lock")
+    def end_holder(self, statement):
+        """The holder's transaction ends: COMMIT or ROLLBACK."""
+        with self.holder.cursor() as cur:
+            cur.execute(statement)
+
+    def answer_while_held(self, settings):
+        """(SQLSTATE or None, result) of the waiter's start_run() with
+        settings, while the holder's run stays uncommitted."""
+        self.hold_a_run()
+        return self.start_waiting(settings)()
+
+    def answer_once_the_holder_ends(self, statement):
+        """(SQLSTATE or None, result) of the waiter's start_run(), seen
+        waiting for the lock in pg_stat_activity (its own connection in
+        autocommit: a transaction keeps one snapshot of it), once the holder
+        ends with statement."""
+        self.hold_a_run()
+        join = self.start_waiting(["SET lock_timeout = '60s'"])
+        self.wait_until(self.stats, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        self.waiter_pid, what="the waiter to wait for a lock")
+        self.end_holder(statement)
+        return join()
 
     def test_lock_timeout_answers_a_waiting_start_run(self):
-        self.hold_a_run()
-        join = self.start_waiting(["SET lock_timeout = '200ms'", "SET statement_timeout = '60s'"])
-        code, message = join()
+        code, message = self.answer_while_held(["SET lock_timeout = '200ms'", "SET statement_timeout = '60s'"])
         self.assertEqual(code, "55P03", message)  # lock_not_available
         self.assertIn("lock timeout", message)
-        with self.holder.cursor() as cur:
-            cur.execute("COMMIT")
+        self.end_holder("COMMIT")
         self.assertEqual(self.value(self.waiter, "SELECT count(*) FROM runs"), 1)
 
     def test_statement_timeout_answers_a_waiting_start_run(self):
-        self.hold_a_run()
-        join = self.start_waiting(["SET lock_timeout = 0", "SET statement_timeout = '200ms'"])
-        code, message = join()
+        code, message = self.answer_while_held(["SET lock_timeout = 0", "SET statement_timeout = '200ms'"])
         self.assertEqual(code, "57014", message)  # query_canceled
         self.assertIn("statement timeout", message)
-        with self.holder.cursor() as cur:
-            cur.execute("ROLLBACK")
+        self.end_holder("ROLLBACK")
 
     def test_a_waiter_is_answered_when_the_holder_commits(self):
-        self.hold_a_run()
-        join = self.start_waiting(["SET lock_timeout = '60s'"])
-        self.wait_until_waiting()
-        with self.holder.cursor() as cur:
-            cur.execute("COMMIT")
-        code, message = join()
+        code, message = self.answer_once_the_holder_ends("COMMIT")
         self.assertEqual(code, "23505", message)  # unique_violation: already active
         self.assertIn("is already active", message)
 
     def test_a_waiter_is_answered_when_the_holder_rolls_back(self):
-        self.hold_a_run()
-        join = self.start_waiting(["SET lock_timeout = '60s'"])
-        self.wait_until_waiting()
-        with self.holder.cursor() as cur:
-            cur.execute("ROLLBACK")
-        code, result = join()
+        code, result = self.answer_once_the_holder_ends("ROLLBACK")
         self.assertIsNone(code, result)
         self.assertEqual(self.value(self.holder, "SELECT triggered_by FROM runs WHERE id = %d" % result),
                          "waiter")

@@ -88,6 +88,12 @@ class PoolerTest(PgCase):
         self.assertEqual(self.value(owner, "SELECT mark_run_running(%s)", run), "updated")
         return owner, run, backend
 
+    def take_over(self, client, key, run, *lease):
+        """client's start_run() for key (and lease, if given) reclaims run:
+        (the new run's id, the reclaimed run's error_message)."""
+        taken = self.value(client, "SELECT start_run('job', 'api', %s" + ", %s" * len(lease) + ")", key, *lease)
+        return taken, self.value(self.direct(), "SELECT error_message FROM runs WHERE id = %s", run)
+
     # ------------------------------------------------ transaction pooling
 
     def test_transaction_pooling_recycled_server_connections_never_reclaim_a_live_leased_owner(self):
@@ -111,9 +117,8 @@ class PoolerTest(PgCase):
                 else:
                     # The naive setup: the server session's lock went with
                     # the connection, and a live owner's run is reclaimed.
-                    taken = self.value(other, "SELECT start_run('job', 'api', %s, 60)", key)
-                    self.assertEqual(self.value(direct, "SELECT error_message FROM runs WHERE id = %s", run),
-                                     f"abandoned: owner session {backend} from 127.0.0.1 is gone")
+                    taken, message = self.take_over(other, key, run, 60)
+                    self.assertEqual(message, f"abandoned: owner session {backend} from 127.0.0.1 is gone")
                     self.assertEqual(self.value(owner, "SELECT heartbeat_run(%s)", run), "lost")
                     self.assertEqual(self.value(other, "SELECT cancel_run(%s)", taken), "updated")
 
@@ -130,9 +135,8 @@ class PoolerTest(PgCase):
         self.assertEqual(self.error(other, "SELECT start_run('job', 'api', %s, 60)", long_key)[0], "23505")
         self.wait_until(direct, "SELECT clock_timestamp() > lease_expires_at FROM runs WHERE id = %s", short_run,
                         what="the short lease to end")
-        taken = self.value(other, "SELECT start_run('job', 'api', %s, 60)", short_key)
-        self.assertRegex(self.value(direct, "SELECT error_message FROM runs WHERE id = %s", short_run),
-                         r"^abandoned: its lease expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        taken, message = self.take_over(other, short_key, short_run, 60)
+        self.assertRegex(message, r"^abandoned: its lease expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual(self.value(other, "SELECT fail_run(%s, 'test over')", taken), "updated")
         self.assertEqual(self.value(direct, "SELECT status FROM runs WHERE id = %s", long_run), "running")
 
@@ -168,14 +172,13 @@ class PoolerTest(PgCase):
         owner.close()  # DISCARD ALL, then the server connection closes
         self.wait_session_gone(backend)
         successor = self.client("sess_session")
-        taken = self.value(successor, "SELECT start_run('job', 'api', %s)", key)
-        self.assertEqual(self.value(direct, "SELECT error_message FROM runs WHERE id = %s", run),
-                         f"abandoned: owner session {backend} from 127.0.0.1 is gone")
+        taken, message = self.take_over(successor, key, run)
+        self.assertEqual(message, f"abandoned: owner session {backend} from 127.0.0.1 is gone")
         self.assertEqual(self.value(successor, "SELECT cancel_run(%s)", taken), "updated")
 
 
 if __name__ == "__main__":
     if not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
-        print("SKIPPED: pgbouncer is not installed (apt-get install pgbouncer)")
+        print("skipped: pgbouncer is not installed (apt-get install pgbouncer)")
         sys.exit(77)  # ctest's SKIP_RETURN_CODE
     unittest.main(verbosity=2)

@@ -51,7 +51,13 @@ class PgTest(PgCase):
         self.assertEqual(caught.exception.diag.message_primary,
                          "migration 002 needs migration 001 first: apply sql/postgres/001_create_runs.sql")
         self.assertIsNone(self.value(conn, "SELECT to_regclass('runs_schema_migrations')"))
-        apply_migrations(conn, files[:1])
+        for applied in (False, True):  # without the bookkeeping table, then with 001 only
+            if applied:
+                apply_migrations(conn, files[:1])
+            with self.assertRaises(psycopg2.Error) as caught:
+                apply_migrations(conn, files[3:4])
+            self.assertEqual(caught.exception.diag.message_primary,
+                             "migration 004 needs migration 003 first: apply sql/postgres/003_run_owners.sql")
         with self.assertRaises(psycopg2.Error) as caught:
             apply_migrations(conn, files[2:3])
         self.assertEqual(caught.exception.diag.message_primary,

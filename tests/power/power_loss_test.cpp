@@ -55,6 +55,7 @@
 
 #include "history.h"
 #include "power_loss_vfs.h"
+#include "system.h"
 #include "temp_dir.h"
 #include "test_db.h"
 
@@ -82,13 +83,7 @@ unsigned long long env_number(const char* name, unsigned long long otherwise) {
 const int kRandomSubsets = static_cast<int>(env_number("RUNS_POWER_SUBSETS", 8));
 const unsigned long long kSeed = env_number("RUNS_POWER_SEED", 1);
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using runs_test::read_text;
 
 // Every migration file in sql/, in order: whatever migrations exist.
 std::vector<std::string> migration_files() {

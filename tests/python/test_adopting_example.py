@@ -20,15 +20,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import unittest
 
 from guide_excerpts import check_excerpts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+
+from example_case import ROOT, ExampleCase  # noqa: E402
+from example_case import check_extension as setUpModule  # noqa: E402,F401
+
 PROGRAM = os.path.join(ROOT, "docs", "examples", "run_manager.py")
 GUIDE = os.path.join(ROOT, "docs", "adopting.md")
-EXTENSION = os.environ.get("RUNS_EXTENSION", "")
 RACERS = 6
 
 # GenGlossary's runs table, as its own migrations created it.
@@ -53,17 +55,9 @@ if active is None:
 """
 
 
-def setUpModule():
-    if not EXTENSION or not os.path.isfile(EXTENSION):
-        raise RuntimeError(f"RUNS_EXTENSION={EXTENSION!r}: set it to the path of the built runs.so")
-
-
-class AdoptingTest(unittest.TestCase):
+class AdoptingTest(ExampleCase):
     def setUp(self):
-        tmp = tempfile.TemporaryDirectory(prefix="sqlite-runs-adopting-")
-        self.addCleanup(tmp.cleanup)
-        self.db = os.path.join(tmp.name, "app.db")
-        self.env = dict(os.environ, SQLITE_RUNS_EXTENSION=os.path.abspath(EXTENSION))
+        super().setUp()
         legacy = sqlite3.connect(self.db, isolation_level=None)
         legacy.execute("PRAGMA journal_mode = WAL")
         legacy.execute(LEGACY_SCHEMA)
@@ -74,21 +68,9 @@ class AdoptingTest(unittest.TestCase):
         legacy.executemany("INSERT INTO runs (scope, status, created_at, started_at) VALUES (?, ?, ?, ?)", rows)
         legacy.close()
 
-    def spawn(self, *args):
-        proc = subprocess.Popen([sys.executable, PROGRAM, *args, self.db, *(["full"] if args == ("start",) else [])],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=self.env, text=True)
-        self.addCleanup(self.reap, proc)
-        return proc
-
-    @staticmethod
-    def reap(proc):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        for f in (proc.stdin, proc.stdout):
-            if f and not f.closed:
-                f.close()
+    def program(self, *args):
+        return self.spawn([sys.executable, PROGRAM, *args, self.db, *(["full"] if args == ("start",) else [])],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def show(self):
         out = subprocess.run([sys.executable, PROGRAM, "show", self.db], env=self.env, text=True,
@@ -112,7 +94,7 @@ class AdoptingTest(unittest.TestCase):
         self.legacy_rows(("full", "completed", "2026-01-01 09:00:00", "2026-01-01 09:00:01"),
                          ("full", "running", "2026-01-02 09:00:00", "2026-01-02 09:00:01"),
                          ("full", "running", "2026-01-02 09:00:00", "2026-01-02 09:00:02"))
-        racers = [self.spawn("start") for _ in range(RACERS)]
+        racers = [self.program("start") for _ in range(RACERS)]
         answers = [p.stdout.readline() for p in racers]  # each has tried; the winner holds its run
         winners = [p for p, a in zip(racers, answers) if a.startswith("started ")]
         self.assertEqual(len(winners), 1, answers)
@@ -135,7 +117,7 @@ class AdoptingTest(unittest.TestCase):
         winner = winners[0]
         winner.send_signal(signal.SIGKILL)
         winner.wait(timeout=30)
-        after = self.spawn("start")
+        after = self.program("start")
         self.assertEqual(after.stdout.readline(), "started 5\n")
         out, _ = after.communicate("one step\n", timeout=60)
         self.assertEqual((after.returncode, out), (0, "updated\n"))

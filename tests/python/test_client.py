@@ -101,7 +101,8 @@ class SharedCasesTest(ClientTestCase):
         with open(CASES, encoding="utf-8") as f:
             steps = json.load(f)["steps"]
         self.assertGreater(len(steps), 0)
-        conn = self.open(timeout=5.0)
+        conn = self.open()
+        conn.execute("SELECT runs_busy_timeout(5000)")  # as every client opens its connection
         for number, step in enumerate(steps, start=1):
             sql, args = step["sql"], step.get("args", [])
             with self.subTest(step=number, sql=sql):

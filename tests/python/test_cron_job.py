@@ -15,13 +15,16 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import tempfile
+import sys
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+
+from example_case import ROOT, ExampleCase  # noqa: E402
+from example_case import check_extension as setUpModule  # noqa: E402,F401
+
 SCRIPT = os.path.join(ROOT, "docs", "examples", "cron_job.sh")
 GUIDE = os.path.join(ROOT, "docs", "integration.md")
-EXTENSION = os.environ.get("RUNS_EXTENSION", "")
 SQLITE3 = shutil.which("sqlite3") or "sqlite3"
 
 # The step command of the first script: at step 2 it says so on the fifo $0,
@@ -29,20 +32,11 @@ SQLITE3 = shutil.which("sqlite3") or "sqlite3"
 HALFWAY = 'if [ "$1" = 2 ]; then echo halfway > "$0"; read line < "$0.go"; fi'
 
 
-def setUpModule():
-    if not EXTENSION or not os.path.isfile(EXTENSION):
-        raise RuntimeError(f"RUNS_EXTENSION={EXTENSION!r}: set it to the path of the built runs.so")
-
-
-class CronJobTest(unittest.TestCase):
+class CronJobTest(ExampleCase):
     def setUp(self):
-        tmp = tempfile.TemporaryDirectory(prefix="sqlite-runs-cron-")
-        self.addCleanup(tmp.cleanup)
-        self.tmp = tmp.name
-        self.db = os.path.join(tmp.name, "app.db")
-        self.ext = os.path.abspath(EXTENSION)
-        self.env = dict(os.environ, SQLITE_RUNS_EXTENSION=self.ext[:-3] if self.ext.endswith(".so")
-                        else self.ext)
+        super().setUp()
+        # The script's sqlite3 shell loads the path as a user types it, without .so.
+        self.env["SQLITE_RUNS_EXTENSION"] = self.ext[:-3] if self.ext.endswith(".so") else self.ext
         conn = self.connect()
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("SELECT runs_migrate()")
@@ -68,8 +62,8 @@ class CronJobTest(unittest.TestCase):
         return proc.stdout.strip() or proc.stderr.strip()
 
     def cron_job(self, *command, **popen):
-        return subprocess.Popen(["sh", SCRIPT, self.db, "3", *command], env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+        return self.spawn(["sh", SCRIPT, self.db, "3", *command], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, **popen)
 
     def test_the_guide_shows_the_script(self):
         with open(GUIDE, encoding="utf-8") as f:

@@ -41,73 +41,32 @@ alone does not turn on PID.
 SQLITE3 (default: sqlite3 on PATH) chooses the shell.
 """
 
-import difflib
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DOCS = os.path.join(ROOT, "docs")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+
+import markdown_examples  # noqa: E402
+from markdown_examples import (DOCS, ROOT, TIMESTAMP, fenced_blocks,  # noqa: E402,F401  (test_doc_snippets)
+                               markdown_files)
+
 EXTENSION = os.environ.get("RUNS_EXTENSION", "")
 SQLITE3 = os.environ.get("SQLITE3") or shutil.which("sqlite3") or "sqlite3"
 
 LOAD_LINE = re.compile(r"^\.load build/runs$", re.M)
 TMP_PREFIX = "/tmp/sqlite-runs-docs-"
-FENCE = re.compile(r"^```(\S*)\s*$")
-
-
-def markdown_files():
-    found = [os.path.join(ROOT, "README.md")]
-    for folder, _, names in os.walk(DOCS):
-        found.extend(os.path.join(folder, n) for n in names if n.endswith(".md"))
-    return sorted(found)
-
-
-def fenced_blocks(path):
-    """(language, line of the opening fence, body) of each fenced block."""
-    blocks = []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        start = i
-        i += 1
-        body = []
-        while i < len(lines) and lines[i].rstrip() != "```":
-            body.append(lines[i] + "\n")
-            i += 1
-        if i == len(lines):
-            raise AssertionError(f"{path}:{start + 1}: fenced block is never closed")
-        blocks.append((m.group(1), start + 1, "".join(body), start, i))
-        i += 1
-    return blocks, lines
 
 
 def examples():
     """(name, sql, expected output) of every example, and the names of sql blocks
     that have no output block after them."""
-    found, lonely = [], []
-    for path in markdown_files():
-        rel = os.path.relpath(path, ROOT)
-        blocks, lines = fenced_blocks(path)
-        for k, (lang, line, body, _, end) in enumerate(blocks):
-            if lang != "sql":
-                continue
-            nxt = blocks[k + 1] if k + 1 < len(blocks) else None
-            if (nxt is not None and nxt[0] == "text"
-                    and all(not l.strip() for l in lines[end + 1:nxt[3]])):
-                found.append((f"{rel}:{line}", body, nxt[2]))
-            else:
-                lonely.append(f"{rel}:{line}")
-    return found, lonely
+    return markdown_examples.examples("sql")
 
 
 def run_example(sql, workdir):
@@ -124,7 +83,6 @@ def run_example(sql, workdir):
     return proc.stdout.replace(os.path.join(workdir, "sqlite-runs-docs-"), TMP_PREFIX)
 
 
-TIMESTAMP = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\b")
 HOST = socket.gethostname()
 OWNER_JSON = [(re.compile(r'"boot_id":"[^"]*"'), '"boot_id":"BOOT_ID"'),
               (re.compile(r'"pid_namespace":\d+'), '"pid_namespace":PID_NS'),
@@ -212,11 +170,9 @@ class DocExamplesTest(unittest.TestCase):
                 os.mkdir(workdir)
                 expected = expanded(expected)
                 actual = comparable(run_example(sql, workdir), expected)
-                if actual != expected:
-                    diff = "".join(difflib.unified_diff(
-                        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-                        fromfile=f"{name} (docs)", tofile=f"{name} (sqlite3 -batch)"))
-                    self.fail(f"{name}: the example's output differs from the docs:\n{diff}")
+                failure = markdown_examples.difference(name, expected, actual, "sqlite3 -batch")
+                if failure:
+                    self.fail(failure)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,20 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import unittest
 
-from guide_excerpts import check_excerpts
 import urllib.error
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from guide_excerpts import check_excerpts
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+
+from example_case import ROOT, ExampleCase  # noqa: E402
+from example_case import check_extension as setUpModule  # noqa: E402,F401
+
 PROGRAM = os.path.join(ROOT, "docs", "examples", "import_service.py")
 GUIDE = os.path.join(ROOT, "docs", "integration.md")
-EXTENSION = os.environ.get("RUNS_EXTENSION", "")
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 ALREADY_ACTIVE = (
     "start_run(): run 1 is already active for concurrency_key 'imports' (scope 'import', "
@@ -32,32 +35,17 @@ ALREADY_ACTIVE = (
     "fail_run() or cancel_run()")
 
 
-def setUpModule():
-    if not EXTENSION or not os.path.isfile(EXTENSION):
-        raise RuntimeError(f"RUNS_EXTENSION={EXTENSION!r}: set it to the path of the built runs.so")
-
-
-class ImportServiceTest(unittest.TestCase):
+class ImportServiceTest(ExampleCase):
     def setUp(self):
-        tmp = tempfile.TemporaryDirectory(prefix="sqlite-runs-integration-")
-        self.addCleanup(tmp.cleanup)
-        self.db = os.path.join(tmp.name, "app.db")
-        self.env = dict(os.environ, SQLITE_RUNS_EXTENSION=os.path.abspath(EXTENSION))
-        self.server_log = open(os.path.join(tmp.name, "server.log"), "w")
+        super().setUp()
+        self.server_log = open(os.path.join(self.tmp, "server.log"), "w")
         self.addCleanup(self.server_log.close)
-        self.server = subprocess.Popen([sys.executable, PROGRAM, "serve", self.db, "0"],
-                                       stdout=subprocess.PIPE, stderr=self.server_log,
-                                       env=self.env, text=True)
-        self.addCleanup(self.stop_server)
+        self.server = self.spawn([sys.executable, PROGRAM, "serve", self.db, "0"],
+                                 stdout=subprocess.PIPE, stderr=self.server_log)
         first = self.server.stdout.readline()  # blocks until the server listens
         m = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", first)
         self.assertIsNotNone(m, f"the server said {first!r}")
         self.url = m.group(1)
-
-    def stop_server(self):
-        self.server.terminate()
-        self.server.wait(timeout=30)
-        self.server.stdout.close()
 
     def request(self, method, path, body=None):
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -172,7 +160,7 @@ class ImportServiceTest(unittest.TestCase):
     def test_a_run_without_a_batch_is_failed_by_its_worker(self):
         conn = sqlite3.connect(self.db)
         conn.enable_load_extension(True)
-        conn.load_extension(EXTENSION)
+        conn.load_extension(self.ext)
         self.assertEqual(conn.execute("SELECT start_run('import', 'cron', 'imports')").fetchone(),
                          (1,))
         conn.close()

@@ -41,14 +41,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "postgres"))
 
-from pg_server import PgServer, create_schema, migration_files  # noqa: E402
+from pg_server import PgCase, migration_files  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 WORKER = os.path.join(HERE, "pg_race_worker.py")
 WORKERS = 6
 HANG_GUARD = 120.0  # seconds; a guard against a hung worker, not a timing assertion
-
-SERVER = None
 
 HISTORY = """
 CREATE TABLE race_history (
@@ -73,16 +71,6 @@ END $$;
 CREATE TRIGGER race_history AFTER INSERT OR UPDATE OF status ON runs
   FOR EACH ROW EXECUTE FUNCTION race_history_record();
 """
-
-
-def setUpModule():
-    global SERVER
-    SERVER = PgServer().start()
-
-
-def tearDownModule():
-    if SERVER is not None:
-        SERVER.stop()
 
 
 class Worker:
@@ -162,24 +150,14 @@ def replay(conn):
     return max_active, overlaps, events, anomalies
 
 
-class PgRace(unittest.TestCase):
-    count = 0
-
+class PgRace(PgCase):
     def database(self, all_migrations=True):
-        """A fresh schema with the migrations and the history trigger; its dsn."""
-        PgRace.count += 1
-        schema = create_schema(SERVER, f"race{PgRace.count}",
-                               None if all_migrations else migration_files()[:1])
-        self.conn = SERVER.connect(search_path=schema)
-        self.addCleanup(self.conn.close)
-        with self.conn.cursor() as cur:
-            cur.execute(HISTORY)
-        return SERVER.dsn(search_path=schema)
-
-    def value(self, sql, *params):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params or None)
-            return cur.fetchone()[0] if cur.description else None
+        """A fresh schema with the migrations (all, or 001 alone) and the
+        history trigger; its dsn."""
+        schema = self.schema(files=None if all_migrations else migration_files()[:1])
+        self.conn = self.connect(schema)
+        self.value(self.conn, HISTORY)
+        return self.server.dsn(search_path=schema)
 
     def race(self, dsn, mode, iterations, lockstep, keys=("",)):
         deadline = time.monotonic() + HANG_GUARD
@@ -222,14 +200,25 @@ class PgRace(unittest.TestCase):
         max_active, overlaps, events, anomalies = history
         wins = self.total(workers, "wins")
         self.assertGreaterEqual(wins, 1)
-        self.assertEqual(self.value("SELECT count(*) FROM runs"), wins)
-        self.assertEqual(self.value("SELECT count(*) FROM runs WHERE status = 'completed'"), wins)
-        self.assertEqual(self.value(
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs"), wins)
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs WHERE status = 'completed'"), wins)
+        self.assertEqual(self.value(self.conn,
             "SELECT count(*) FROM runs WHERE started_at IS NULL OR finished_at IS NULL"
             " OR started_at < created_at OR finished_at < started_at"), 0)
         self.assertEqual(sorted(set(events.values())), ["AI"])
         self.assertEqual(len(events), wins)
         self.assertEqual(anomalies, [])
+
+    def raced(self, name, mode, iterations, lockstep, all_migrations=True, keys=("",)):
+        """Races the workers on a fresh database, reports, checks the
+        outcome's consistency; (workers, max_active, overlaps) per key."""
+        began = time.monotonic()
+        workers = self.race(self.database(all_migrations), mode, iterations, lockstep, keys)
+        history = replay(self.conn)
+        self.report(name, workers, history, began)
+        self.expect_consistent(workers, history)
+        max_active, overlaps, _, _ = history
+        return workers, max_active, overlaps
 
     def report(self, name, workers, history, began):
         max_active, overlaps, _, _ = history
@@ -242,13 +231,9 @@ class PgRace(unittest.TestCase):
     # (a) Nothing in migration 001 stops a second active run: in lockstep every
     # worker checks (none active), then every worker inserts.
     def test_naive_check_then_insert_overlaps(self):
-        began = time.monotonic()
         iterations = 20
-        workers = self.race(self.database(all_migrations=False), "naive", iterations, lockstep=True)
-        history = replay(self.conn)
-        self.report("naive, migration 001, lockstep", workers, history, began)
-        self.expect_consistent(workers, history)
-        max_active, overlaps, _, _ = history
+        workers, max_active, overlaps = self.raced("naive, migration 001, lockstep", "naive", iterations,
+                                                   lockstep=True, all_migrations=False)
         self.assertEqual(max_active[""], WORKERS)
         self.assertEqual(overlaps[""], (WORKERS - 1) * iterations)
         self.assertEqual(self.total(workers, "wins"), WORKERS * iterations)
@@ -256,51 +241,32 @@ class PgRace(unittest.TestCase):
     # (b) The same workers after all migrations: runs_one_active (and the insert
     # guard, for an active run already committed) refuse all but one insert.
     def test_naive_check_then_insert_with_index_never_overlaps(self):
-        began = time.monotonic()
-        iterations = 20
-        workers = self.race(self.database(), "naive", iterations, lockstep=True)
-        history = replay(self.conn)
-        self.report("naive, migrated, lockstep", workers, history, began)
-        self.expect_consistent(workers, history)
-        max_active, overlaps, _, _ = history
-        self.assertEqual(max_active[""], 1)
-        self.assertEqual(overlaps[""], 0)
-        self.assertEqual(self.total(workers, "wins"), iterations)
-        self.assertEqual(self.total(workers, "unique_errors"), (WORKERS - 1) * iterations)
+        self.one_winner_per_iteration("naive, migrated, lockstep", "naive", "unique_errors")
 
     # (b) running free: whatever interleaving happens, no overlap.
     def test_naive_check_then_insert_with_index_free_never_overlaps(self):
-        began = time.monotonic()
-        workers = self.race(self.database(), "naive", 300, lockstep=False)
-        history = replay(self.conn)
-        self.report("naive, migrated, free", workers, history, began)
-        self.expect_consistent(workers, history)
-        max_active, overlaps, _, _ = history
+        _, max_active, overlaps = self.raced("naive, migrated, free", "naive", 300, lockstep=False)
         self.assertEqual(dict(max_active), {"": 1})
         self.assertEqual(dict(overlaps), {})
 
     # (c) start_run() in lockstep: one winner per iteration.
     def test_start_run_lockstep_one_winner_per_iteration(self):
-        began = time.monotonic()
+        self.one_winner_per_iteration("start_run, lockstep", "start", "refusals")
+
+    def one_winner_per_iteration(self, name, mode, losers):
+        """Lockstep after all migrations: one winner per iteration, every
+        other worker counted under `losers`, never two runs active."""
         iterations = 20
-        workers = self.race(self.database(), "start", iterations, lockstep=True)
-        history = replay(self.conn)
-        self.report("start_run, lockstep", workers, history, began)
-        self.expect_consistent(workers, history)
-        max_active, overlaps, _, _ = history
+        workers, max_active, overlaps = self.raced(name, mode, iterations, lockstep=True)
         self.assertEqual(max_active[""], 1)
         self.assertEqual(overlaps[""], 0)
         self.assertEqual(self.total(workers, "wins"), iterations)
-        self.assertEqual(self.total(workers, "refusals"), (WORKERS - 1) * iterations)
+        self.assertEqual(self.total(workers, losers), (WORKERS - 1) * iterations)
 
     # (c) start_run() running free, two keys: never two runs of a key at once.
     def test_start_run_free_never_overlaps(self):
-        began = time.monotonic()
-        workers = self.race(self.database(), "start", 300, lockstep=False, keys=("even", "odd"))
-        history = replay(self.conn)
-        self.report("start_run, two keys, free", workers, history, began)
-        self.expect_consistent(workers, history)
-        max_active, overlaps, _, _ = history
+        _, max_active, overlaps = self.raced("start_run, two keys, free", "start", 300, lockstep=False,
+                                             keys=("even", "odd"))
         self.assertEqual(dict(max_active), {"even": 1, "odd": 1})
         self.assertEqual(sum(overlaps.values()), 0)
 
@@ -353,13 +319,13 @@ class PgRace(unittest.TestCase):
         self.assertEqual(len(victim_runs), 2)
         # Wait until the server has ended each victim's session: its owner
         # lock is free then. Whatever no start_run() reclaimed, reap.
-        self.value("SET lock_timeout = '60s'")
+        self.value(self.conn, "SET lock_timeout = '60s'")
         for run_id in victim_runs.values():
-            self.value("SELECT pg_advisory_lock(owner_pid, runs_owner_lock_objid(owner_start_time))"
+            self.value(self.conn, "SELECT pg_advisory_lock(owner_pid, runs_owner_lock_objid(owner_start_time))"
                        " FROM runs WHERE id = %s", run_id)
-            self.value("SELECT pg_advisory_unlock(owner_pid, runs_owner_lock_objid(owner_start_time))"
+            self.value(self.conn, "SELECT pg_advisory_unlock(owner_pid, runs_owner_lock_objid(owner_start_time))"
                        " FROM runs WHERE id = %s", run_id)
-        reaped = self.value("SELECT reap_stale_runs()")
+        reaped = self.value(self.conn, "SELECT reap_stale_runs()")
         history = replay(self.conn)
         self.report(f"start_run, free, 2 victims killed (reclaimed by start_run: {2 - reaped}, "
                     f"reaped: {reaped})", racers, history, began)
@@ -368,7 +334,7 @@ class PgRace(unittest.TestCase):
         self.assertEqual(dict(overlaps), {})
         self.assertEqual(anomalies, [])
         self.assertEqual(sorted(set(events.values())), ["AI"])
-        self.assertEqual(self.value("SELECT count(*) FROM runs WHERE status IN ('pending', 'running')"), 0)
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')"), 0)
         for name, run_id in victim_runs.items():
             with self.conn.cursor() as cur:
                 cur.execute("SELECT status, error_message, triggered_by, owner_pid FROM runs WHERE id = %s",
@@ -376,11 +342,11 @@ class PgRace(unittest.TestCase):
                 status, message, by, pid = cur.fetchone()
             self.assertEqual((status, by), ("failed", name))
             self.assertEqual(message, f"abandoned: owner session {pid} from 127.0.0.1 is gone")
-        self.assertEqual(self.value("SELECT count(*) FROM runs WHERE status = 'failed'"), 2)
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs WHERE status = 'failed'"), 2)
         racer_wins = self.total(racers, "wins")
-        self.assertEqual(self.value("SELECT count(*) FROM runs WHERE status = 'completed'"
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs WHERE status = 'completed'"
                                     " AND triggered_by LIKE 'racer-%%'"), racer_wins)
-        self.assertEqual(self.value("SELECT count(*) FROM runs"), racer_wins + 2)
+        self.assertEqual(self.value(self.conn, "SELECT count(*) FROM runs"), racer_wins + 2)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,18 @@ long total(const std::vector<WorkerResult>& results, const std::string& name) {
   return sum;
 }
 
+// Never two runs of the key '' active at once.
+void expect_one_at_a_time(const Replay& history) {
+  EXPECT_EQ(max_active(history, ""), 1);
+  EXPECT_EQ(overlaps(history, ""), 0);
+}
+
+// Each named count, summed over all workers, is the number given.
+void expect_totals(const std::vector<WorkerResult>& results,
+                   std::initializer_list<std::pair<std::string, long>> expected) {
+  for (const auto& [name, value] : expected) EXPECT_EQ(total(results, name), value) << name;
+}
+
 struct WorkerSpec {
   std::string mode;  // naive | extension | migrate | migrate-in-transaction
   std::string key;
@@ -416,46 +428,37 @@ TEST(Race, NaiveCheckThenInsertOverlaps) {
                            iterations, true, one_key);
   EXPECT_EQ(max_active(out.history, ""), kWorkers);
   EXPECT_EQ(overlaps(out.history, ""), (kWorkers - 1) * iterations);
-  EXPECT_EQ(total(out.results, "wins"), kWorkers * iterations);
-  EXPECT_EQ(total(out.results, "refusals"), 0);
-  EXPECT_EQ(total(out.results, "unique_errors"), 0);
-  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
-  EXPECT_EQ(total(out.results, "busy"), 0);
+  expect_totals(out.results, {{"wins", kWorkers * iterations}, {"refusals", 0}, {"unique_errors", 0},
+                              {"trigger_errors", 0}, {"busy", 0}});
 }
 
 // (b) The same naive workers, same lockstep, on migrations 001 and 002 only:
 // the partial unique index refuses the second active run. Every iteration all
 // 8 check and see none, all 8 insert, exactly one gets through and 7 get
 // SQLITE_CONSTRAINT_UNIQUE: the failed check costs an error, not an overlap.
-TEST(Race, NaiveCheckThenInsertWithIndexNeverOverlaps) {
+// The naive workers in lockstep on `schema`, whose guard refuses the 7
+// losers of every iteration with `refusal` (counted as such, and never as
+// `other`): one run at a time, one per iteration.
+void expect_naive_refused(const char* name, Schema schema, const std::string& refusal,
+                          const std::string& other) {
   const long iterations = 50;
-  Outcome out = race("naive, migration 002, lockstep", Schema::kMigration002, "naive", iterations,
-                     true, one_key);
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
-  EXPECT_EQ(total(out.results, "wins"), iterations);
-  EXPECT_EQ(total(out.results, "unique_errors"), (kWorkers - 1) * iterations);
-  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
-  EXPECT_EQ(total(out.results, "refusals"), 0);
-  EXPECT_EQ(total(out.results, "busy"), 0);
+  Outcome out = race(name, schema, "naive", iterations, true, one_key);
+  expect_one_at_a_time(out.history);
+  expect_totals(out.results, {{"wins", iterations}, {refusal, (kWorkers - 1) * iterations},
+                              {other, 0}, {"refusals", 0}, {"busy", 0}});
   EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
+}
+
+TEST(Race, NaiveCheckThenInsertWithIndexNeverOverlaps) {
+  expect_naive_refused("naive, migration 002, lockstep", Schema::kMigration002, "unique_errors",
+                       "trigger_errors");
 }
 
 // (b) The same after runs_migrate(): migration 003's BEFORE INSERT trigger,
 // which runs inside the INSERT's write transaction, refuses the 7 losers of
 // every iteration with SQLITE_CONSTRAINT_TRIGGER before the index is reached.
 TEST(Race, NaiveCheckThenInsertWithTriggersNeverOverlaps) {
-  const long iterations = 50;
-  Outcome out = race("naive, migrated, lockstep", Schema::kMigrated, "naive", iterations, true,
-                     one_key);
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
-  EXPECT_EQ(total(out.results, "wins"), iterations);
-  EXPECT_EQ(total(out.results, "trigger_errors"), (kWorkers - 1) * iterations);
-  EXPECT_EQ(total(out.results, "unique_errors"), 0);
-  EXPECT_EQ(total(out.results, "refusals"), 0);
-  EXPECT_EQ(total(out.results, "busy"), 0);
-  EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
+  expect_naive_refused("naive, migrated, lockstep", Schema::kMigrated, "trigger_errors", "unique_errors");
 }
 
 // (b) free-running: whatever interleaving happens, the index never lets two
@@ -465,8 +468,7 @@ TEST(Race, NaiveCheckThenInsertWithIndexFreeNeverOverlaps) {
   const long iterations = 1000;
   Outcome out = race("naive, migration 002, free", Schema::kMigration002, "naive", iterations,
                      false, one_key);
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
+  expect_one_at_a_time(out.history);
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
 }
 
@@ -476,10 +478,8 @@ TEST(Race, StartRunNeverOverlaps) {
   const long iterations = 1000;
   Outcome out = race("start_run, one key, free", Schema::kMigrated, "extension", iterations,
                            false, one_key);
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
-  EXPECT_EQ(total(out.results, "unique_errors"), 0);
-  EXPECT_EQ(total(out.results, "trigger_errors"), 0);
+  expect_one_at_a_time(out.history);
+  expect_totals(out.results, {{"unique_errors", 0}, {"trigger_errors", 0}});
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
 }
 
@@ -489,11 +489,8 @@ TEST(Race, StartRunLockstepOneWinnerPerIteration) {
   const long iterations = 50;
   Outcome out = race("start_run, one key, lockstep", Schema::kMigrated, "extension",
                            iterations, true, one_key);
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
-  EXPECT_EQ(total(out.results, "wins"), iterations);
-  EXPECT_EQ(total(out.results, "refusals"), (kWorkers - 1) * iterations);
-  EXPECT_EQ(total(out.results, "busy"), 0);
+  expect_one_at_a_time(out.history);
+  expect_totals(out.results, {{"wins", iterations}, {"refusals", (kWorkers - 1) * iterations}, {"busy", 0}});
   EXPECT_EQ(out.runs_of_key, (std::map<std::string, long>{{"", iterations}}));
 }
 
@@ -525,9 +522,7 @@ TEST(Race, StartRunTwoKeysLockstepBothActiveAtOnce) {
   EXPECT_EQ(out.history.max_active_all_keys, 2);
   EXPECT_EQ(out.wins_of_key, (std::map<std::string, long>{{"even", iterations}, {"odd", iterations}}));
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
-  EXPECT_EQ(total(out.results, "wins"), 2 * iterations);
-  EXPECT_EQ(total(out.results, "refusals"), (kWorkers - 2) * iterations);
-  EXPECT_EQ(total(out.results, "busy"), 0);
+  expect_totals(out.results, {{"wins", 2 * iterations}, {"refusals", (kWorkers - 2) * iterations}, {"busy", 0}});
 }
 
 // runs_busy_timeout(5000) under saturation: 8 processes on one key start and
@@ -542,10 +537,8 @@ TEST(Race, SaturatedWithRunsBusyTimeoutNoCallIsBusy) {
   const long iterations = 3000;
   Outcome out = race("start_run, one key, free, runs_busy_timeout(5000)", Schema::kMigrated,
                      "extension", iterations, false, one_key, "runs");
-  EXPECT_EQ(max_active(out.history, ""), 1);
-  EXPECT_EQ(overlaps(out.history, ""), 0);
-  EXPECT_EQ(total(out.results, "busy"), 0);
-  EXPECT_EQ(total(out.results, "finish_busy"), 0);
+  expect_one_at_a_time(out.history);
+  expect_totals(out.results, {{"busy", 0}, {"finish_busy", 0}});
   EXPECT_EQ(total(out.results, "wins") + total(out.results, "refusals"), kWorkers * iterations);
   EXPECT_EQ(out.runs_of_key, out.wins_of_key);
 }

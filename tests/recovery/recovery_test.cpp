@@ -67,6 +67,18 @@ class Recovery : public ::testing::Test {
     EXPECT_EQ(column(id, "error_message"), message);
   }
 
+  // The owner starts run 1 and takes it up.
+  static void own(WorkerProcess& owner) {
+    ASSERT_EQ(owner.run("SELECT start_run('full')"), "1");
+    ASSERT_EQ(owner.run("SELECT mark_run_running(1)"), "updated");
+  }
+
+  // Run `id` was reclaimed because its owner, the process `pid` of this
+  // host, was gone (`why`, if given, says how it was told).
+  void expect_owner_gone(const std::string& id, const std::string& pid, const std::string& why = "") {
+    expect_abandoned(id, "abandoned: owner process " + pid + " on " + host_name() + " is gone" + why);
+  }
+
   TempDir dir;
   TestDb db{dir.db()};
 };
@@ -101,7 +113,7 @@ TEST_F(Recovery, AKilledOwnerIsReclaimedAtOnceAndNothingElseChanges) {
   owner.kill_hard();
   EXPECT_EQ(db.value("SELECT start_run('full')"), "4");
 
-  expect_abandoned("3", "abandoned: owner process " + pid + " on " + host_name() + " is gone");
+  expect_owner_gone("3", pid);
   EXPECT_EQ(unchanged_part("3"), before_run);
   auto after_others = db.run("SELECT * FROM runs WHERE id NOT IN (3, 4) ORDER BY id").rows;
   EXPECT_EQ(after_others, before_others);
@@ -123,7 +135,7 @@ TEST_F(Recovery, TheProcessThatMarksARunRunningBecomesItsOwner) {
     worker.kill_hard();
   }
   EXPECT_EQ(db.value("SELECT start_run('full')"), "2");
-  expect_abandoned("1", "abandoned: owner process " + pid + " on " + host_name() + " is gone");
+  expect_owner_gone("1", pid);
 }
 
 TEST_F(Recovery, ARunOfAnotherHostIsReclaimedOnlyAfterItsLeaseExpires) {
@@ -189,8 +201,7 @@ TEST_F(Recovery, AReusedPidIsNotTakenForTheOwner) {
   // The pid now names a process that started at another time than the owner.
   db.exec("UPDATE runs SET owner_start_time = owner_start_time + 1 WHERE id = 1");
   EXPECT_EQ(db.value("SELECT start_run('full')"), "2");
-  expect_abandoned("1", "abandoned: owner process " + std::to_string(worker.pid()) + " on " +
-                            host_name() + " is gone (the pid now belongs to another process)");
+  expect_owner_gone("1", std::to_string(worker.pid()), " (the pid now belongs to another process)");
 }
 
 // Another boot id under the same host name: an earlier boot of this host, or
@@ -238,8 +249,7 @@ TEST_F(Recovery, AfterAReclaimTheOldOwnerCannotWriteAndTheNewRunIsUntouched) {
 
 TEST_F(Recovery, CancelOfARunWhoseOwnerIsAliveElsewhereIsARequestTheOwnerConfirms) {
   WorkerProcess owner(dir.db());
-  ASSERT_EQ(owner.run("SELECT start_run('full')"), "1");
-  ASSERT_EQ(owner.run("SELECT mark_run_running(1)"), "updated");
+  own(owner);
   EXPECT_EQ(owner.run("SELECT heartbeat_run(1)"), "ok");
 
   EXPECT_EQ(db.value("SELECT cancel_run(1)"), "cancel_requested");
@@ -276,8 +286,7 @@ TEST_F(Recovery, CancelIsImmediateForAPendingRunAndForOnesOwnRun) {
 
 TEST_F(Recovery, CancelIsImmediateWhenTheOwnerIsGone) {
   WorkerProcess owner(dir.db());
-  ASSERT_EQ(owner.run("SELECT start_run('full')"), "1");
-  ASSERT_EQ(owner.run("SELECT mark_run_running(1)"), "updated");
+  own(owner);
   owner.kill_hard();
   EXPECT_EQ(db.value("SELECT cancel_run(1)"), "updated");
   EXPECT_EQ(column("1", "status"), "cancelled");
@@ -285,13 +294,12 @@ TEST_F(Recovery, CancelIsImmediateWhenTheOwnerIsGone) {
 
 TEST_F(Recovery, ARequestedCancelIsAlsoSettledByTheOwnerDying) {
   WorkerProcess owner(dir.db());
-  ASSERT_EQ(owner.run("SELECT start_run('full')"), "1");
-  ASSERT_EQ(owner.run("SELECT mark_run_running(1)"), "updated");
+  own(owner);
   ASSERT_EQ(db.value("SELECT cancel_run(1)"), "cancel_requested");
   const std::string pid = std::to_string(owner.pid());
   owner.kill_hard();
   EXPECT_EQ(db.value("SELECT start_run('full')"), "2");
-  expect_abandoned("1", "abandoned: owner process " + pid + " on " + host_name() + " is gone");
+  expect_owner_gone("1", pid);
 }
 
 TEST_F(Recovery, ReapStaleRunsReclaimsExactlyTheAbandonedRuns) {
@@ -312,8 +320,8 @@ TEST_F(Recovery, ReapStaleRunsReclaimsExactlyTheAbandonedRuns) {
   EXPECT_EQ(column("2", "status"), "pending");
   EXPECT_EQ(db.value("SELECT reap_stale_runs()"), "1");
   EXPECT_EQ(db.value("SELECT reap_stale_runs()"), "0");
-  expect_abandoned("1", "abandoned: owner process " + pid_a + " on " + host_name() + " is gone");
-  expect_abandoned("2", "abandoned: owner process " + pid_b + " on " + host_name() + " is gone");
+  expect_owner_gone("1", pid_a);
+  expect_owner_gone("2", pid_b);
   EXPECT_EQ(db.value("SELECT group_concat(status) FROM runs WHERE id IN (3, 4)"), "pending,pending");
 }
 

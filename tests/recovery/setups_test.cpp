@@ -7,26 +7,24 @@
 // The owners and checkers are sql_worker processes started through wrappers
 // (unshare, setpriv, sh -c '... exec "$@"'); a case whose wrapper cannot run
 // here (no root, no namespaces) is skipped with the reason.
-#include <fcntl.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <climits>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "child_process.h"
 #include "liveness.h"
+#include "system.h"
 #include "temp_dir.h"
 #include "test_db.h"
 #include "worker_process.h"
 
 namespace {
 
+using runs_test::host_name;
 using runs_test::TempDir;
 using runs_test::TestDb;
 using runs_test::WorkerProcess;
@@ -38,19 +36,7 @@ const std::string kUnshare = "/usr/bin/unshare";
 bool runs_here(const Wrapper& wrapper) {
   std::vector<std::string> args = wrapper;
   args.push_back("/bin/true");
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return false;
-  int status = 0;
-  return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return runs_test::exits_successfully(std::move(args));
 }
 
 std::string joined(const Wrapper& wrapper) {
@@ -79,19 +65,6 @@ Wrapper with_proc(const std::string& options) {
 Wrapper then(Wrapper first, const Wrapper& second) {
   first.insert(first.end(), second.begin(), second.end());
   return first;
-}
-
-std::string host_name() {
-  char host[HOST_NAME_MAX + 1] = {};
-  gethostname(host, sizeof host - 1);
-  return host;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
 }
 
 class Setups : public ::testing::Test {
@@ -142,6 +115,32 @@ class Setups : public ::testing::Test {
               "failed: abandoned: owner process " + pid + " on " + host + " is gone");
   }
 
+  // The live owner, judged `liveness` by run_info(), keeps its run.
+  void expect_judged_and_kept(WorkerProcess& owner, const std::string& liveness) {
+    EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"), liveness);
+    expect_kept(owner);
+  }
+
+  // The owner takes run 1, whose row reads `expected` for the expression
+  // `recorded`; run_info() judges it `liveness`, and it keeps its run.
+  void expect_recorded_and_kept(WorkerProcess& owner, const std::string& recorded,
+                                const std::string& expected, const std::string& liveness) {
+    own(owner);
+    EXPECT_EQ(db.value("SELECT " + recorded + " FROM runs WHERE id = 1"), expected);
+    expect_judged_and_kept(owner, liveness);
+  }
+
+  // Killed, the owner's run is reclaimed at once by a plain checker, which
+  // names the owner on `host`.
+  void expect_reclaimed_when_killed(WorkerProcess& owner, const std::string& host = host_name()) {
+    const std::string pid = std::to_string(owner.pid());
+    owner.kill_hard();
+    WorkerProcess checker(dir.db());
+    expect_reclaimed_at_once(checker, pid, host);
+  }
+
+  void expect_judged_then_reclaimed(const Wrapper& owner_setup, const Wrapper& checker_setup,
+                                    std::string liveness);
   void hidden_owner(const std::string& hidepid, const std::string& cannot_tell);
 
   TempDir dir;
@@ -155,15 +154,21 @@ class Setups : public ::testing::Test {
 void Setups::hidden_owner(const std::string& hidepid, const std::string& cannot_tell) {
   const Wrapper checker_setup = then(with_proc("hidepid=" + hidepid), as_nobody());
   SKIP_UNLESS_IT_RUNS(checker_setup);
-  WorkerProcess owner(dir.db());
+  expect_judged_then_reclaimed({}, checker_setup, "lease only: the process table cannot tell: " + cannot_tell);
+}
+
+// The owner (started through `owner_setup`) takes run 1; the checker
+// (through `checker_setup`) is refused it while the owner lives, judges it
+// `liveness` (PID: the owner's pid), and reclaims it at once when it is killed.
+void Setups::expect_judged_then_reclaimed(const Wrapper& owner_setup, const Wrapper& checker_setup,
+                                          std::string liveness) {
+  WorkerProcess owner(dir.db(), owner_setup);
   own(owner);
   const std::string pid = std::to_string(owner.pid());
   WorkerProcess checker(dir.db(), checker_setup);
   expect_kept(checker, owner);
-  std::string why = cannot_tell;
-  why.replace(why.find("PID"), 3, pid);
-  EXPECT_EQ(checker.run("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the process table cannot tell: " + why);
+  if (const auto at = liveness.find("PID"); at != std::string::npos) liveness.replace(at, 3, pid);
+  EXPECT_EQ(checker.run("SELECT run_info(1) ->> 'liveness'"), liveness);
   owner.kill_hard();
   expect_reclaimed_at_once(checker, pid, host_name());
 }
@@ -179,14 +184,7 @@ TEST_F(Setups, HidepidNoaccessMakesALiveOwnerOfAnotherUserUnreadable) {
 
 TEST_F(Setups, AnOwnerOfAnotherUserIsJudgedExactly) {
   SKIP_UNLESS_IT_RUNS(as_nobody());
-  WorkerProcess owner(dir.db(), as_nobody());
-  own(owner);
-  const std::string pid = std::to_string(owner.pid());
-  WorkerProcess checker(dir.db());
-  expect_kept(checker, owner);
-  EXPECT_EQ(checker.run("SELECT run_info(1) ->> 'liveness'"), "exact: the owner process is alive");
-  owner.kill_hard();
-  expect_reclaimed_at_once(checker, pid, host_name());
+  expect_judged_then_reclaimed(as_nobody(), {}, "exact: the owner process is alive");
 }
 
 TEST_F(Setups, AnOwnerThatCannotReadItsIdentityRecordsNone) {
@@ -194,14 +192,12 @@ TEST_F(Setups, AnOwnerThatCannotReadItsIdentityRecordsNone) {
   const Wrapper owner_setup = with_proc("subset=pid");
   SKIP_UNLESS_IT_RUNS(owner_setup);
   WorkerProcess owner(dir.db(), owner_setup);
-  own(owner);
   const std::string pid = std::to_string(owner.pid());
-  EXPECT_EQ(db.value("SELECT json(run_info(1) -> 'owner')"),
-            "{\"host\":\"" + host_name() + "\",\"boot_id\":null,\"pid_namespace\":null,\"pid\":" +
-                pid + ",\"start_time\":null,\"time_namespace\":null}");
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the owner could not read its identity (boot id, pid namespace, start time)");
-  expect_kept(owner);
+  expect_recorded_and_kept(
+      owner, "json(run_info(1) -> 'owner')",
+      "{\"host\":\"" + host_name() + "\",\"boot_id\":null,\"pid_namespace\":null,\"pid\":" + pid +
+          ",\"start_time\":null,\"time_namespace\":null}",
+      "lease only: the owner could not read its identity (boot id, pid namespace, start time)");
   // Judged by its lease only: killed, without a lease, the run stays (as
   // for an owner on another host); with an expired lease it goes.
   owner.kill_hard();
@@ -237,13 +233,10 @@ TEST_F(Setups, APidNamespaceWithoutItsOwnProc) {
   const Wrapper pid_namespace = {kUnshare, "--pid", "--fork", "--kill-child"};
   SKIP_UNLESS_IT_RUNS(pid_namespace);
   WorkerProcess owner(dir.db(), pid_namespace);
-  own(owner);
   // Naive: its pid is 1 in its namespace, which is the host's init here.
-  EXPECT_EQ(db.value("SELECT owner_pid || ' ' || quote(owner_boot_id) FROM runs WHERE id = 1"),
-            "1 NULL");
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the owner could not read its identity (boot id, pid namespace, start time)");
-  expect_kept(owner);
+  expect_recorded_and_kept(
+      owner, "owner_pid || ' ' || quote(owner_boot_id)", "1 NULL",
+      "lease only: the owner could not read its identity (boot id, pid namespace, start time)");
   // A checker in such a namespace judges nothing exactly, not even a killed
   // owner of the host, whose pid means something else there.
   WorkerProcess host_owner(dir.db());
@@ -264,12 +257,8 @@ TEST_F(Setups, APidNamespaceWithItsOwnProc) {
   const Wrapper pid_namespace = {kUnshare, "--pid", "--fork", "--kill-child", "--mount-proc"};
   SKIP_UNLESS_IT_RUNS(pid_namespace);
   WorkerProcess owner(dir.db(), pid_namespace);
-  own(owner);
-  EXPECT_EQ(db.value("SELECT owner_pid || ' ' || (owner_pid_ns IS NOT NULL) FROM runs WHERE id = 1"),
-            "1 1");
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the owner is in another pid namespace");
-  expect_kept(owner);
+  expect_recorded_and_kept(owner, "owner_pid || ' ' || (owner_pid_ns IS NOT NULL)", "1 1",
+                           "lease only: the owner is in another pid namespace");
 }
 
 TEST_F(Setups, ATimeNamespaceWithABootTimeOffset) {
@@ -286,9 +275,7 @@ TEST_F(Setups, ATimeNamespaceWithABootTimeOffset) {
   EXPECT_EQ(db.value("SELECT owner_start_time - " + std::to_string(seen_here.start_time) +
                      " FROM runs WHERE id = 1"),
             std::to_string(86400 * sysconf(_SC_CLK_TCK)));
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"),
-            "lease only: the owner is in another time namespace");
-  expect_kept(owner);
+  expect_judged_and_kept(owner, "lease only: the owner is in another time namespace");
 }
 
 TEST_F(Setups, AZombieLeaderWithALiveThread) {
@@ -301,17 +288,14 @@ TEST_F(Setups, AZombieLeaderWithALiveThread) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   std::string state;
   while (std::chrono::steady_clock::now() < deadline) {
-    const std::string stat = read_file(stat_path);
+    const std::string stat = runs_test::read_text(stat_path);
     state = stat.substr(stat.rfind(')') + 2, 1);
     if (state == "Z") break;
     std::this_thread::yield();
   }
   ASSERT_EQ(state, "Z");
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"), "exact: the owner process is alive");
-  expect_kept(owner);
-  owner.kill_hard();
-  WorkerProcess checker(dir.db());
-  expect_reclaimed_at_once(checker, pid, host_name());
+  expect_judged_and_kept(owner, "exact: the owner process is alive");
+  expect_reclaimed_when_killed(owner);
 }
 
 TEST_F(Setups, AProcessNameWithParenthesesAndANewline) {
@@ -320,12 +304,9 @@ TEST_F(Setups, AProcessNameWithParenthesesAndANewline) {
   own(owner);
   const std::string pid = std::to_string(owner.pid());
   // Naive: the name is in /proc/<pid>/stat as it is.
-  EXPECT_NE(read_file("/proc/" + pid + "/stat").find("(" + name + ")"), std::string::npos);
-  EXPECT_EQ(db.value("SELECT run_info(1) ->> 'liveness'"), "exact: the owner process is alive");
-  expect_kept(owner);
-  owner.kill_hard();
-  WorkerProcess checker(dir.db());
-  expect_reclaimed_at_once(checker, pid, host_name());
+  EXPECT_NE(runs_test::read_text("/proc/" + pid + "/stat").find("(" + name + ")"), std::string::npos);
+  expect_judged_and_kept(owner, "exact: the owner process is alive");
+  expect_reclaimed_when_killed(owner);
 }
 
 TEST_F(Setups, TheHostNameChangesWhileTheOwnerRuns) {
@@ -336,12 +317,9 @@ TEST_F(Setups, TheHostNameChangesWhileTheOwnerRuns) {
   SKIP_UNLESS_IT_RUNS(renamed);
   WorkerProcess owner(dir.db(), renamed);
   own(owner);
-  const std::string pid = std::to_string(owner.pid());
   EXPECT_EQ(db.value("SELECT owner_host FROM runs WHERE id = 1"), "renamed-host");
   expect_kept(owner);
-  owner.kill_hard();
-  WorkerProcess checker(dir.db());
-  expect_reclaimed_at_once(checker, pid, "renamed-host");
+  expect_reclaimed_when_killed(owner, "renamed-host");
 }
 
 // heartbeat_run() hands the run over to the caller, so that 'ok' means the

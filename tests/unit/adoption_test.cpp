@@ -13,11 +13,7 @@ using namespace runs_test;
 
 class Adoption : public RefusalTest {
  protected:
-  void SetUp() override {
-    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-    db.exec("CREATE TABLE jobs(x)");
-    before = dump(db);
-  }
+  void SetUp() override { prepare({{"CREATE TABLE jobs(x)", std::nullopt}}); }
 };
 
 TEST_F(Adoption, StartRunJoinsTheCallersWriteTransaction) {
@@ -175,14 +171,13 @@ TEST_F(Adoption, ReapStaleRunsEndsOwnerlessRunsOlderThanItIsTold) {
   EXPECT_EQ(db.value("SELECT reap_stale_runs(NULL, 30)"), "1");  // 3: a minute old now
   EXPECT_EQ(db.value("SELECT run_status(3)"), "failed");
   before = dump(db);
-  refused("SELECT reap_stale_runs(NULL, -1)", SQLITE_ERROR,
-          "reap_stale_runs(): ownerless_after_seconds must not be negative, got -1");
-  refused("SELECT reap_stale_runs(NULL, NULL)", SQLITE_ERROR,
-          "reap_stale_runs(): ownerless_after_seconds must be an integer, got NULL");
-  refused("SELECT reap_stale_runs(1, 60)", SQLITE_ERROR,
-          "reap_stale_runs(): concurrency_key must be text, got integer");
-  refused("SELECT reap_stale_runs(NULL)", SQLITE_ERROR,
-          "reap_stale_runs(): concurrency_key must be text, got NULL");
+  for (const auto& [arguments, what] : std::vector<std::pair<std::string, std::string>>{
+           {"NULL, -1", "ownerless_after_seconds must not be negative, got -1"},
+           {"NULL, NULL", "ownerless_after_seconds must be an integer, got NULL"},
+           {"1, 60", "concurrency_key must be text, got integer"},
+           {"NULL", "concurrency_key must be text, got NULL"}}) {
+    refused("SELECT reap_stale_runs(" + arguments + ")", SQLITE_ERROR, "reap_stale_runs(): " + what);
+  }
 }
 
 TEST_F(Adoption, RunsOwnerPidNamesALiveProcessAsTheOwner) {

@@ -187,23 +187,21 @@ TEST_F(BusyTimeout, ReturnsTheTimeoutAndChecksIt) {
   TestDb db;
   // Loading asked whether an earlier load had a handler, and left no error.
   EXPECT_EQ(sqlite3_errcode(db.get()), SQLITE_OK) << sqlite3_errmsg(db.get());
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(5000)"), "5000");
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(2.0)"), "2");
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(3600000)"), "3600000");
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(0)"), "0");
-  const std::string name = "runs_busy_timeout(): ";
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout(-1)", SQLITE_ERROR),
-            name + "ms must not be negative, got -1");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout(3600001)", SQLITE_ERROR),
-            name + "ms must be at most 3600000 (one hour), got 3600001");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout(9223372036854775807)", SQLITE_ERROR),
-            name + "ms must be at most 3600000 (one hour), got 9223372036854775807");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout(1.5)", SQLITE_ERROR),
-            name + "ms must be an integer, got real 1.5");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout('100 ms')", SQLITE_ERROR),
-            name + "ms must be an integer, got text");
-  EXPECT_EQ(db.error("SELECT runs_busy_timeout(NULL)", SQLITE_ERROR),
-            name + "ms must be an integer, got NULL");
+  // (argument, what runs_busy_timeout() returns)
+  for (const auto& [ms, returned] : std::vector<std::pair<std::string, std::string>>{
+           {"5000", "5000"}, {"2.0", "2"}, {"3600000", "3600000"}, {"0", "0"}}) {
+    EXPECT_EQ(db.value("SELECT runs_busy_timeout(" + ms + ")"), returned);
+  }
+  // (argument, what the message says of it)
+  for (const auto& [ms, what] : std::vector<std::pair<std::string, std::string>>{
+           {"-1", "must not be negative, got -1"},
+           {"3600001", "must be at most 3600000 (one hour), got 3600001"},
+           {"9223372036854775807", "must be at most 3600000 (one hour), got 9223372036854775807"},
+           {"1.5", "must be an integer, got real 1.5"},
+           {"'100 ms'", "must be an integer, got text"},
+           {"NULL", "must be an integer, got NULL"}}) {
+    EXPECT_EQ(db.error("SELECT runs_busy_timeout(" + ms + ")", SQLITE_ERROR), "runs_busy_timeout(): ms " + what);
+  }
   EXPECT_EQ(db.error("SELECT runs_busy_timeout()", SQLITE_ERROR),
             "wrong number of arguments to function runs_busy_timeout()");
   db.exec("CREATE VIEW v AS SELECT runs_busy_timeout(10)");
@@ -212,14 +210,13 @@ TEST_F(BusyTimeout, ReturnsTheTimeoutAndChecksIt) {
 
 TEST_F(BusyTimeout, ReplacesBusyTimeoutAndPragmaReplacesIt) {
   TestDb db(path_);
-  db.exec("PRAGMA busy_timeout = 1234");
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(5000)"), "5000");
-  // sqlite3_busy_handler() clears SQLite's own timeout: the pragma reads 0.
-  EXPECT_EQ(db.value("PRAGMA busy_timeout"), "0");
-  db.exec("PRAGMA busy_timeout = 250");
-  EXPECT_EQ(db.value("PRAGMA busy_timeout"), "250");
-  EXPECT_EQ(db.value("SELECT runs_busy_timeout(0)"), "0");
-  EXPECT_EQ(db.value("PRAGMA busy_timeout"), "0");
+  expect_values(db, {{"PRAGMA busy_timeout = 1234", "1234"},
+                     {"SELECT runs_busy_timeout(5000)", "5000"},
+                     // sqlite3_busy_handler() clears SQLite's own timeout: the pragma reads 0.
+                     {"PRAGMA busy_timeout", "0"},
+                     {"PRAGMA busy_timeout = 250", "250"},
+                     {"SELECT runs_busy_timeout(0)", "0"},
+                     {"PRAGMA busy_timeout", "0"}});
 }
 
 TEST_F(BusyTimeout, WaitsTheTimeoutThenReportsBusy) {

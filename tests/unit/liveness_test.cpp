@@ -2,16 +2,15 @@
 // the Linux process table itself, with real child processes.
 #include "liveness.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <map>
 
-extern char** environ;
+#include "child_process.h"
+#include "system.h"
 
 namespace {
 
@@ -231,29 +230,9 @@ TEST(ParseStat, AnythingElseIsNoAnswer) {
   EXPECT_EQ(runs::parse_stat(stat_text("cat", "RR")), std::nullopt);
 }
 
-// A child running /bin/cat with its stdin held open: it lives until the pipe
-// closes.
-pid_t spawn_cat(int& stdin_fd) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);
-  char cat[] = "/bin/cat";
-  char* argv[] = {cat, nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, cat, &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[0]);
-  stdin_fd = fds[1];
-  return rc == 0 ? pid : -1;
-}
-
 TEST(SystemLiveness, TheCallingProcess) {
   const Owner self = runs::system_liveness().self();
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  EXPECT_EQ(self.host, host);
+  EXPECT_EQ(self.host, runs_test::host_name());
   EXPECT_EQ(self.pid, getpid());
   ASSERT_TRUE(self.identity.has_value());
   EXPECT_EQ(self.identity->boot_id.size(), 36u) << self.identity->boot_id;  // a UUID
@@ -267,8 +246,9 @@ TEST(SystemLiveness, TheCallingProcess) {
 
 TEST(SystemLiveness, AChildIsAliveThenAZombieThenGone) {
   const auto& liveness = runs::system_liveness();
-  int stdin_fd = -1;
-  const pid_t child = spawn_cat(stdin_fd);
+  // /bin/cat with its stdin held open: it lives until the pipe closes.
+  const runs_test::ChildProcess cat = runs_test::spawn_child({"/bin/cat"});
+  const pid_t child = cat.pid;
   ASSERT_GT(child, 0);
   const Probe alive = liveness.probe(child);
   ASSERT_EQ(alive.state, Probe::State::kAlive);
@@ -283,7 +263,8 @@ TEST(SystemLiveness, AChildIsAliveThenAZombieThenGone) {
 
   ASSERT_EQ(waitpid(child, nullptr, 0), child);
   EXPECT_EQ(liveness.probe(child).state, Probe::State::kGone);
-  close(stdin_fd);
+  close(cat.in);
+  close(cat.out);
 }
 
 TEST(SystemLiveness, PidsThatNameNoProcess) {

@@ -24,13 +24,12 @@ class RawWriters : public RefusalTest {
  protected:
   // Run 1 pending (key ''), run 2 running (key 'k'), run 3 completed (key 'k').
   void SetUp() override {
-    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-    ASSERT_EQ(db.value("SELECT start_run('first')"), "1");
-    ASSERT_EQ(db.value("SELECT start_run('second', 'api', 'k')"), "2");
-    ASSERT_EQ(db.value("SELECT mark_run_running(2)"), "updated");
-    db.exec("INSERT INTO runs (scope, status, concurrency_key, created_at)"
-            " VALUES ('old', 'completed', 'k', '2026-01-01T00:00:00.000Z')");
-    before = dump(db);
+    prepare({{"SELECT start_run('first')", "1"},
+             {"SELECT start_run('second', 'api', 'k')", "2"},
+             {"SELECT mark_run_running(2)", "updated"},
+             {"INSERT INTO runs (scope, status, concurrency_key, created_at)"
+              " VALUES ('old', 'completed', 'k', '2026-01-01T00:00:00.000Z')",
+              std::nullopt}});
   }
 
   // `sql` fails with the trigger's error and changes nothing at all.

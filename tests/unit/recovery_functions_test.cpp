@@ -9,11 +9,7 @@ using namespace runs_test;
 
 class RecoveryFunctions : public RefusalTest {
  protected:
-  void SetUp() override {
-    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
-    ASSERT_EQ(db.value("SELECT start_run('full', 'api', 'p', 30)"), "1");
-    before = dump(db);
-  }
+  void SetUp() override { prepare({{"SELECT start_run('full', 'api', 'p', 30)", "1"}}); }
 };
 
 TEST_F(RecoveryFunctions, LeaseSecondsMustBeAPositiveIntegerOfAtMostAYear) {

@@ -79,16 +79,16 @@ TEST_F(StartRun, TheMessageNamesANonEmptyKeyQuoted) {
 }
 
 TEST_F(StartRun, KeysAreIndependent) {
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
-  EXPECT_EQ(db.value("SELECT start_run('b', 'api', 'k1')"), "2");
-  EXPECT_EQ(db.value("SELECT start_run('c', 'api', 'k2')"), "3");
-  EXPECT_EQ(db.value("SELECT start_run('d', 'api', 'K1')"), "4");  // keys are case-sensitive
-  EXPECT_EQ(db.value("SELECT active_run()"), "1");
-  EXPECT_EQ(db.value("SELECT active_run('')"), "1");
-  EXPECT_EQ(db.value("SELECT active_run('k1')"), "2");
-  EXPECT_EQ(db.value("SELECT active_run('k2')"), "3");
-  EXPECT_EQ(db.value("SELECT active_run('K1')"), "4");
-  EXPECT_EQ(db.value("SELECT active_run('k3')"), std::nullopt);
+  expect_values(db, {{"SELECT start_run('a')", "1"},
+                     {"SELECT start_run('b', 'api', 'k1')", "2"},
+                     {"SELECT start_run('c', 'api', 'k2')", "3"},
+                     {"SELECT start_run('d', 'api', 'K1')", "4"},  // keys are case-sensitive
+                     {"SELECT active_run()", "1"},
+                     {"SELECT active_run('')", "1"},
+                     {"SELECT active_run('k1')", "2"},
+                     {"SELECT active_run('k2')", "3"},
+                     {"SELECT active_run('K1')", "4"},
+                     {"SELECT active_run('k3')", std::nullopt}});
   const std::string created = db.value("SELECT created_at FROM runs WHERE id = 2").value();
   EXPECT_EQ(db.error("SELECT start_run('x', 'api', 'k1')", SQLITE_CONSTRAINT_UNIQUE),
             "start_run(): run 2 is already active for concurrency_key 'k1' (scope 'b', status "
@@ -105,14 +105,14 @@ TEST_F(StartRun, KeysAreIndependent) {
 }
 
 TEST_F(StartRun, AFinishedRunFreesTheKey) {
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
-  EXPECT_EQ(db.value("SELECT mark_run_running(1)"), "updated");
-  EXPECT_EQ(db.value("SELECT complete_run(1)"), "updated");
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "2");
-  EXPECT_EQ(db.value("SELECT fail_run(2, 'boom')"), "updated");
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "3");
-  EXPECT_EQ(db.value("SELECT cancel_run(3)"), "updated");
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "4");
+  expect_values(db, {{"SELECT start_run('a')", "1"},
+                     {"SELECT mark_run_running(1)", "updated"},
+                     {"SELECT complete_run(1)", "updated"},
+                     {"SELECT start_run('a')", "2"},
+                     {"SELECT fail_run(2, 'boom')", "updated"},
+                     {"SELECT start_run('a')", "3"},
+                     {"SELECT cancel_run(3)", "updated"},
+                     {"SELECT start_run('a')", "4"}});
   EXPECT_EQ(db.value("SELECT active_run()"), "4");
   EXPECT_EQ(rows(db, "SELECT id, status FROM runs ORDER BY id"),
             (Rows{{"1", "completed"}, {"2", "failed"}, {"3", "cancelled"}, {"4", "pending"}}));

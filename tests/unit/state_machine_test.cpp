@@ -26,7 +26,7 @@ const std::string kUnknownStatus =
     "runs: unknown status: a run is pending, running, completed, failed or cancelled";
 const std::string kKeyBusy = "runs: this concurrency_key already has an active run: end it first";
 
-class StateMachine : public ::testing::Test {
+class StateMachine : public RefusalTest {
  protected:
   void SetUp() override { ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion); }
 
@@ -36,8 +36,6 @@ class StateMachine : public ::testing::Test {
             status + "', 'key-' || (SELECT count(*) FROM runs), '2026-01-01T00:00:00.000Z')");
     return db.value("SELECT max(id) FROM runs").value_or("");
   }
-
-  TestDb db;
 };
 
 TEST_F(StateMachine, EveryStatusChangeIsAllowedOrRefusedNamingBothStatuses) {
@@ -85,49 +83,36 @@ TEST_F(StateMachine, UnknownStatusesAreRefused) {
 }
 
 TEST_F(StateMachine, RawWritersCannotReplaceOrSilentlyDropAgainstAnActiveRun) {
-  ASSERT_EQ(db.value("SELECT start_run('full')"), "1");
-  const Rows before = dump(db);
+  ASSERT_NO_FATAL_FAILURE(prepare({{"SELECT start_run('full')", "1"}}));
   for (const std::string insert : {"INSERT", "INSERT OR REPLACE", "REPLACE", "INSERT OR IGNORE",
                                    "INSERT OR ABORT", "INSERT OR FAIL", "INSERT OR ROLLBACK"}) {
-    EXPECT_EQ(db.error(insert + " INTO runs (scope, created_at) VALUES ('raw', 'x')",
-                       SQLITE_CONSTRAINT_TRIGGER),
-              kKeyBusy)
-        << insert;
-  }
-  EXPECT_EQ(db.error("INSERT INTO runs (scope, status, created_at) VALUES ('raw', 'running', 'x')"
-                     " ON CONFLICT DO NOTHING",
-                     SQLITE_CONSTRAINT_TRIGGER),
+    refused(insert + " INTO runs (scope, created_at) VALUES ('raw', 'x')", SQLITE_CONSTRAINT_TRIGGER,
             kKeyBusy);
-  EXPECT_EQ(dump(db), before);
+  }
+  refused("INSERT INTO runs (scope, status, created_at) VALUES ('raw', 'running', 'x')"
+          " ON CONFLICT DO NOTHING",
+          SQLITE_CONSTRAINT_TRIGGER, kKeyBusy);
   // A finished run of the same key may be written: history imports.
   db.exec("INSERT INTO runs (scope, status, created_at) VALUES ('import', 'completed', 'x')");
   EXPECT_EQ(db.value("SELECT active_run()"), "1");
 }
 
 TEST_F(StateMachine, AnUpdateCannotMakeASecondRunActiveForAKey) {
-  ASSERT_EQ(db.value("SELECT start_run('a', 'api', 'a')"), "1");
-  ASSERT_EQ(db.value("SELECT start_run('b', 'api', 'b')"), "2");
-  const Rows before = dump(db);
-  EXPECT_EQ(db.error("UPDATE OR REPLACE runs SET concurrency_key = 'a' WHERE id = 2",
-                     SQLITE_CONSTRAINT_TRIGGER),
-            kKeyBusy);
-  EXPECT_EQ(db.error("UPDATE runs SET concurrency_key = 'a' WHERE id = 2", SQLITE_CONSTRAINT_TRIGGER),
-            kKeyBusy);
-  EXPECT_EQ(dump(db), before);
+  ASSERT_NO_FATAL_FAILURE(
+      prepare({{"SELECT start_run('a', 'api', 'a')", "1"}, {"SELECT start_run('b', 'api', 'b')", "2"}}));
+  for (const std::string update : {"UPDATE OR REPLACE", "UPDATE"}) {
+    refused(update + " runs SET concurrency_key = 'a' WHERE id = 2", SQLITE_CONSTRAINT_TRIGGER, kKeyBusy);
+  }
   // Renaming the key of the only active run is allowed.
   db.exec("UPDATE runs SET concurrency_key = 'c' WHERE id = 2");
   EXPECT_EQ(db.value("SELECT active_run('c')"), "2");
 }
 
 TEST_F(StateMachine, ARunIsNeverReplacedById) {
-  ASSERT_EQ(db.value("SELECT start_run('full')"), "1");
-  ASSERT_EQ(db.value("SELECT cancel_run(1)"), "updated");
-  const Rows before = dump(db);
-  EXPECT_EQ(db.error("INSERT OR REPLACE INTO runs (id, scope, status, created_at)"
-                     " VALUES (1, 'raw', 'completed', 'x')",
-                     SQLITE_CONSTRAINT_TRIGGER),
-            "runs: a run with this id exists: runs are never replaced");
-  EXPECT_EQ(dump(db), before);
+  ASSERT_NO_FATAL_FAILURE(
+      prepare({{"SELECT start_run('full')", "1"}, {"SELECT cancel_run(1)", "updated"}}));
+  refused("INSERT OR REPLACE INTO runs (id, scope, status, created_at) VALUES (1, 'raw', 'completed', 'x')",
+          SQLITE_CONSTRAINT_TRIGGER, "runs: a run with this id exists: runs are never replaced");
 }
 
 TEST_F(StateMachine, TheIndexStillRefusesWhenTheTriggerIsGone) {
@@ -141,8 +126,7 @@ TEST_F(StateMachine, TheIndexStillRefusesWhenTheTriggerIsGone) {
 
 TEST_F(StateMachine, MigrationThreeRefusesUnknownStatusesAndChangesNothing) {
   TestDb old;
-  ASSERT_EQ(exec_script(old, migration_sql(1)).rc, SQLITE_OK);
-  ASSERT_EQ(exec_script(old, migration_sql(2)).rc, SQLITE_OK);
+  ASSERT_NO_FATAL_FAILURE(apply_migrations(old, 2));
   old.exec("INSERT INTO runs (scope, status, created_at) VALUES ('legacy', 'queued', 'x')");
   const Rows before = dump(old);
   EXPECT_EQ(old.error("SELECT runs_migrate()", SQLITE_ERROR),

@@ -37,6 +37,27 @@ class Transitions : public ::testing::Test {
     make("k5", "cancelled");
   }
 
+  // With a run in each status (make_all()), `call` (% for the id) answers
+  // not_in_expected_state for each of `ids` and changes nothing.
+  void expect_not_in_expected_state(const std::string& call, std::initializer_list<int> ids) {
+    make_all();
+    const Rows before = dump(db);
+    for (int id : ids) {
+      EXPECT_EQ(db.value(select_with(call, std::to_string(id))), "not_in_expected_state") << id;
+    }
+    EXPECT_EQ(dump(db), before);
+  }
+
+  // `end_1` and `end_2` end run 1 (pending) and run 2 (running), which then
+  // read `ended`: id, status, error_message, whether finished_at is a time.
+  void expect_both_ended(const std::string& end_1, const std::string& end_2, const Rows& ended) {
+    EXPECT_EQ(db.value("SELECT " + end_1), "updated");
+    EXPECT_EQ(db.value("SELECT " + end_2), "updated");
+    EXPECT_EQ(rows(db, "SELECT id, status, error_message, finished_at GLOB " + kIsoGlob +
+                           " FROM runs WHERE id IN (1, 2) ORDER BY id"),
+              ended);
+  }
+
   TestDb db;
 };
 
@@ -53,14 +74,7 @@ TEST_F(Transitions, MarkRunningSetsStatusAndStartedAt) {
 }
 
 TEST_F(Transitions, MarkRunningOnlyFromPending) {
-  make_all();
-  const Rows before = dump(db);
-  for (int id = 2; id <= 5; ++id) {
-    EXPECT_EQ(db.value("SELECT mark_run_running(" + std::to_string(id) + ")"),
-              "not_in_expected_state")
-        << id;
-  }
-  EXPECT_EQ(dump(db), before);
+  expect_not_in_expected_state("mark_run_running(%)", {2, 3, 4, 5});
   EXPECT_EQ(db.value("SELECT mark_run_running(1)"), "updated");
   EXPECT_EQ(db.value("SELECT mark_run_running(0)"), "not_found");
   EXPECT_EQ(db.value("SELECT mark_run_running(-1)"), "not_found");
@@ -68,13 +82,7 @@ TEST_F(Transitions, MarkRunningOnlyFromPending) {
 }
 
 TEST_F(Transitions, CompleteRunOnlyFromRunning) {
-  make_all();
-  const Rows before = dump(db);
-  for (int id : {1, 3, 4, 5}) {
-    EXPECT_EQ(db.value("SELECT complete_run(" + std::to_string(id) + ")"), "not_in_expected_state")
-        << id;
-  }
-  EXPECT_EQ(dump(db), before);
+  expect_not_in_expected_state("complete_run(%)", {1, 3, 4, 5});
   const Row started = row(db, "SELECT started_at FROM runs WHERE id = 2");
   EXPECT_EQ(db.value("SELECT complete_run(2)"), "updated");
   EXPECT_EQ(row(db, "SELECT status, finished_at GLOB " + kIsoGlob +
@@ -86,18 +94,9 @@ TEST_F(Transitions, CompleteRunOnlyFromRunning) {
 }
 
 TEST_F(Transitions, FailRunFromPendingOrRunning) {
-  make_all();
-  const Rows before = dump(db);
-  for (int id : {3, 4, 5}) {
-    EXPECT_EQ(db.value("SELECT fail_run(" + std::to_string(id) + ", 'x')"), "not_in_expected_state")
-        << id;
-  }
-  EXPECT_EQ(dump(db), before);
-  EXPECT_EQ(db.value("SELECT fail_run(1, 'disk full')"), "updated");
-  EXPECT_EQ(db.value("SELECT fail_run(2, '')"), "updated");
-  EXPECT_EQ(rows(db, "SELECT id, status, error_message, finished_at GLOB " + kIsoGlob +
-                         " FROM runs WHERE id IN (1, 2) ORDER BY id"),
-            (Rows{{"1", "failed", "disk full", "1"}, {"2", "failed", "", "1"}}));
+  expect_not_in_expected_state("fail_run(%, 'x')", {3, 4, 5});
+  expect_both_ended("fail_run(1, 'disk full')", "fail_run(2, '')",
+                    {{"1", "failed", "disk full", "1"}, {"2", "failed", "", "1"}});
   EXPECT_EQ(db.value("SELECT started_at FROM runs WHERE id = 1"), std::nullopt);
   EXPECT_EQ(db.value("SELECT fail_run(1, 'again')"), "not_in_expected_state");
   EXPECT_EQ(db.value("SELECT error_message FROM runs WHERE id = 1"), "disk full");
@@ -115,18 +114,9 @@ TEST_F(Transitions, FailRunKeepsTheLongestMessageExactly) {
 }
 
 TEST_F(Transitions, CancelRunFromPendingOrRunning) {
-  make_all();
-  const Rows before = dump(db);
-  for (int id : {3, 4, 5}) {
-    EXPECT_EQ(db.value("SELECT cancel_run(" + std::to_string(id) + ")"), "not_in_expected_state")
-        << id;
-  }
-  EXPECT_EQ(dump(db), before);
-  EXPECT_EQ(db.value("SELECT cancel_run(1)"), "updated");
-  EXPECT_EQ(db.value("SELECT cancel_run(2)"), "updated");
-  EXPECT_EQ(rows(db, "SELECT id, status, error_message, finished_at GLOB " + kIsoGlob +
-                         " FROM runs WHERE id IN (1, 2) ORDER BY id"),
-            (Rows{{"1", "cancelled", std::nullopt, "1"}, {"2", "cancelled", std::nullopt, "1"}}));
+  expect_not_in_expected_state("cancel_run(%)", {3, 4, 5});
+  expect_both_ended("cancel_run(1)", "cancel_run(2)",
+                    {{"1", "cancelled", std::nullopt, "1"}, {"2", "cancelled", std::nullopt, "1"}});
   EXPECT_EQ(db.value("SELECT cancel_run(1)"), "not_in_expected_state");
   EXPECT_EQ(db.value("SELECT cancel_run(6)"), "not_found");
 }
@@ -180,15 +170,15 @@ TEST_F(Transitions, RunStatusReportsEveryStatus) {
 }
 
 TEST_F(Transitions, ActiveRunFollowsTheLifecycle) {
-  EXPECT_EQ(db.value("SELECT active_run()"), std::nullopt);
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
-  EXPECT_EQ(db.value("SELECT typeof(active_run())"), "integer");
-  EXPECT_EQ(db.value("SELECT active_run()"), "1");
-  EXPECT_EQ(db.value("SELECT mark_run_running(1)"), "updated");
-  EXPECT_EQ(db.value("SELECT active_run()"), "1");
-  EXPECT_EQ(db.value("SELECT complete_run(1)"), "updated");
-  EXPECT_EQ(db.value("SELECT active_run()"), std::nullopt);
-  EXPECT_EQ(db.value("SELECT active_run('other')"), std::nullopt);
+  expect_values(db, {{"SELECT active_run()", std::nullopt},
+                     {"SELECT start_run('a')", "1"},
+                     {"SELECT typeof(active_run())", "integer"},
+                     {"SELECT active_run()", "1"},
+                     {"SELECT mark_run_running(1)", "updated"},
+                     {"SELECT active_run()", "1"},
+                     {"SELECT complete_run(1)", "updated"},
+                     {"SELECT active_run()", std::nullopt},
+                     {"SELECT active_run('other')", std::nullopt}});
 }
 
 TEST_F(Transitions, OnlyTheTargetRowChanges) {
@@ -236,16 +226,16 @@ TEST_F(Transitions, TransitionsFromASelectOverRows) {
 }
 
 TEST_F(Transitions, IntegralRealIdsAreAccepted) {
-  EXPECT_EQ(db.value("SELECT start_run('a')"), "1");
-  EXPECT_EQ(db.value("SELECT mark_run_running(1.0)"), "updated");
-  EXPECT_EQ(db.value("SELECT update_run_progress(1.0, 1.0, 2.0, 's')"), "updated");
-  EXPECT_EQ(db.value("SELECT complete_run(1.0)"), "updated");
-  EXPECT_EQ(db.value("SELECT start_run('b')"), "2");
-  EXPECT_EQ(db.value("SELECT fail_run(2.0, 'x')"), "updated");
-  EXPECT_EQ(db.value("SELECT start_run('c')"), "3");
-  EXPECT_EQ(db.value("SELECT cancel_run(3.0)"), "updated");
-  EXPECT_EQ(db.value("SELECT run_status(3.0)"), "cancelled");
-  EXPECT_EQ(db.value("SELECT run_status(-0.0)"), std::nullopt);
+  expect_values(db, {{"SELECT start_run('a')", "1"},
+                     {"SELECT mark_run_running(1.0)", "updated"},
+                     {"SELECT update_run_progress(1.0, 1.0, 2.0, 's')", "updated"},
+                     {"SELECT complete_run(1.0)", "updated"},
+                     {"SELECT start_run('b')", "2"},
+                     {"SELECT fail_run(2.0, 'x')", "updated"},
+                     {"SELECT start_run('c')", "3"},
+                     {"SELECT cancel_run(3.0)", "updated"},
+                     {"SELECT run_status(3.0)", "cancelled"},
+                     {"SELECT run_status(-0.0)", std::nullopt}});
 }
 
 TEST_F(Transitions, ResultsAreText) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "system.h"
@@ -66,6 +67,18 @@ inline Row row(const TestDb& db, const std::string& sql) {
   Rows all = rows(db, sql);
   EXPECT_EQ(all.size(), 1u) << sql;
   return all.empty() ? Row{} : all[0];
+}
+
+// "SELECT call", with `arg` in the place of the % in `call`.
+inline std::string select_with(std::string call, const std::string& arg) {
+  call.replace(call.find('%'), 1, arg);
+  return "SELECT " + call;
+}
+
+// Each statement of `script` in turn gives its value (nullopt: NULL).
+inline void expect_values(const TestDb& db,
+                          std::initializer_list<std::pair<std::string, std::optional<std::string>>> script) {
+  for (const auto& [sql, value] : script) EXPECT_EQ(db.value(sql), value) << sql;
 }
 
 // A single-quoted SQL literal.
@@ -135,6 +148,13 @@ inline ExecResult exec_script(const TestDb& db, const std::string& sql) {
   return result;
 }
 
+// Applies sql/001 to sql/00N by hand, as an older library left a database.
+inline void apply_migrations(const TestDb& db, int through) {
+  for (int n = 1; n <= through; ++n) {
+    ASSERT_EQ(exec_script(db, migration_sql(n)).rc, SQLITE_OK) << "migration " << n;
+  }
+}
+
 // A database file private to the running test, deleted (with its journals)
 // when the test ends.
 class TempFile {
@@ -166,6 +186,20 @@ class TempFile {
 // the database and then sets `before = dump(db)`.
 class RefusalTest : public ::testing::Test {
  protected:
+  // Migrates, runs each statement of `setup`, which must give its value (or,
+  // given none, succeed without a row), and records `before`.
+  void prepare(std::initializer_list<std::pair<std::string, std::optional<std::string>>> setup) {
+    ASSERT_EQ(db.value("SELECT runs_migrate()"), kLatestSchemaVersion);
+    for (const auto& [sql, value] : setup) {
+      if (value) {
+        ASSERT_EQ(db.value(sql), value) << sql;
+      } else {
+        db.exec(sql);
+      }
+    }
+    before = dump(db);
+  }
+
   // `sql` fails with `code` and `message`, writes nothing, leaves autocommit on.
   void refused(const std::string& sql, int code, const std::string& message) {
     EXPECT_EQ(db.error(sql, code), message) << sql;

@@ -5,7 +5,7 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { vendored, SOURCES, COMMIT_FILE, checkoutRoot } = require('./sources.js');
+const { vendored, COMMIT_FILE, checkoutRoot, sourceList } = require('./sources.js');
 
 fs.rmSync(vendored, { recursive: true, force: true });
 if (process.argv[2] !== '--clean') {
@@ -14,7 +14,7 @@ if (process.argv[2] !== '--clean') {
     console.error('sqlite-runs: npm pack needs the repository checkout around bindings/node');
     process.exit(1);
   }
-  for (const name of SOURCES) {
+  for (const name of sourceList(root)) {
     fs.cpSync(path.join(root, name), path.join(vendored, name), { recursive: true });
   }
   const described = spawnSync('git', ['-C', root, 'describe', '--always', '--dirty'], { encoding: 'utf8' });

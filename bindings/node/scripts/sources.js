@@ -7,8 +7,6 @@ const path = require('node:path');
 
 const packageDir = path.resolve(__dirname, '..');
 const vendored = path.join(packageDir, 'runs-src');
-// What the CMake build of target `runs` reads, relative to the repository's root.
-const SOURCES = ['CMakeLists.txt', 'LICENSE', 'cmake', 'ext', 'sql'];
 const COMMIT_FILE = 'COMMIT'; // in runs-src/: the commit the tarball was packed from
 
 function isSourceRoot(dir) {
@@ -22,6 +20,13 @@ function checkoutRoot() {
   return isSourceRoot(root) ? root : null;
 }
 
+// What the CMake build of target `runs` reads, relative to the repository's
+// root: bindings/sources.txt in the checkout, the list the Python package reads too.
+function sourceList(root) {
+  return fs.readFileSync(path.join(root, 'bindings', 'sources.txt'), 'utf8').split('\n')
+    .map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
+}
+
 function sourceRoot() {
   if (isSourceRoot(vendored)) return vendored;
   const root = checkoutRoot();
@@ -30,4 +35,4 @@ function sourceRoot() {
     'install from a checkout of the repository (bindings/node) or from its npm pack tarball');
 }
 
-module.exports = { packageDir, vendored, SOURCES, COMMIT_FILE, checkoutRoot, sourceRoot };
+module.exports = { packageDir, vendored, COMMIT_FILE, checkoutRoot, sourceList, sourceRoot };

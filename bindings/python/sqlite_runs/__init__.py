@@ -2,8 +2,9 @@
 a SQLite database, as a SQLite extension.
 
     import sqlite3, sqlite_runs
-    db = sqlite3.connect("app.db", timeout=5.0, isolation_level=None)
+    db = sqlite3.connect("app.db", isolation_level=None)
     sqlite_runs.load(db)
+    db.execute("SELECT runs_busy_timeout(5000)")   # the library's busy handler
     db.execute("SELECT runs_migrate()")
 
 The package ships the extension (runs.so, built from the repository's sources

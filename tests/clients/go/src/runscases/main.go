@@ -46,8 +46,15 @@ func loadingDriver(args []string) (string, error) {
 		return "", errors.New("give the extension's path")
 	}
 	// The lines a Go program writes.
-	sql.Register("sqlite3_runs", &sqlite3.SQLiteDriver{Extensions: []string{args[0]}})
+	sql.Register("sqlite3_runs", &sqlite3.SQLiteDriver{Extensions: []string{args[0]}, ConnectHook: busyTimeout})
 	return "sqlite3_runs", nil
+}
+
+// busyTimeout gives each connection of the pool the library's busy handler,
+// in place of the one go-sqlite3 sets.
+func busyTimeout(conn *sqlite3.SQLiteConn) error {
+	_, err := conn.Exec("SELECT runs_busy_timeout(5000)", nil)
+	return err
 }
 
 func main() {
@@ -73,7 +80,7 @@ func main() {
 		os.Exit(2)
 	}
 	os.Remove(os.Args[2])
-	db, err := sql.Open(driver, "file:"+os.Args[2]+"?_busy_timeout=5000")
+	db, err := sql.Open(driver, "file:"+os.Args[2])
 	if err != nil {
 		panic(err)
 	}

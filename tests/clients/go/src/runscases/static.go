@@ -34,6 +34,6 @@ func staticDriver(args []string) (string, error) {
 	if rc := C.register_runs(); rc != C.SQLITE_OK {
 		return "", fmt.Errorf("sqlite3_auto_extension: %d", int(rc))
 	}
-	sql.Register("sqlite3_runs_static", &sqlite3.SQLiteDriver{})
+	sql.Register("sqlite3_runs_static", &sqlite3.SQLiteDriver{ConnectHook: busyTimeout})
 	return "sqlite3_runs_static", nil
 }

@@ -8,11 +8,11 @@ fn main() -> rusqlite::Result<()> {
     let _ = std::fs::remove_file(&args[2]);
     // The lines a Rust program writes.
     let db = Connection::open(&args[2])?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
     unsafe {
         let _guard = LoadExtensionGuard::new(&db)?;
         db.load_extension(&args[3], None)?;
     }
+    db.query_row("SELECT runs_busy_timeout(5000)", [], |row| row.get::<_, i64>(0))?;
     let (passed, failed) = runs_client::run_cases(&db, &cases);
     std::process::exit(if passed > 0 && failed == 0 { 0 } else { 1 });
 }

@@ -39,7 +39,7 @@ fn main() -> rusqlite::Result<()> {
     };
     assert_eq!(rc, ffi::SQLITE_OK);
     let db = Connection::open(&args[2])?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    db.query_row("SELECT runs_busy_timeout(5000)", [], |row| row.get::<_, i64>(0))?;
     let (passed, failed) = runs_client::run_cases(&db, &cases);
     std::process::exit(if passed > 0 && failed == 0 { 0 } else { 1 });
 }
