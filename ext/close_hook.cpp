@@ -3,7 +3,6 @@
 #include <new>
 
 #include "statement.h"
-#include "statement_cache.h"
 
 namespace runs {
 namespace {
@@ -12,7 +11,7 @@ constexpr const char* kModuleName = "runs_close_hook";
 
 struct HookTable {
   sqlite3_vtab base;  // first: SQLite sees a sqlite3_vtab*
-  std::shared_ptr<StatementCache> cache;
+  std::shared_ptr<CloseListener> listener;
 };
 
 struct HookCursor {
@@ -26,16 +25,15 @@ int hook_connect(sqlite3* db, void* aux, int, const char* const*, sqlite3_vtab**
   sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
   auto* table = new (std::nothrow) HookTable{};
   if (table == nullptr) return SQLITE_NOMEM;
-  table->cache = *static_cast<std::shared_ptr<StatementCache>*>(aux);
-  table->cache->set_hooked(true);
+  table->listener = *static_cast<std::shared_ptr<CloseListener>*>(aux);
+  table->listener->hook_connected();
   *out = &table->base;
   return SQLITE_OK;
 }
 
 int hook_disconnect(sqlite3_vtab* vtab) noexcept {
   auto* table = reinterpret_cast<HookTable*>(vtab);
-  table->cache->clear();
-  table->cache->set_hooked(false);
+  table->listener->hook_disconnected();
   delete table;
   return SQLITE_OK;
 }
@@ -77,7 +75,7 @@ int hook_rowid(sqlite3_vtab_cursor*, sqlite3_int64* rowid) noexcept {
 }
 
 void hook_destroy_aux(void* aux) noexcept {
-  delete static_cast<std::shared_ptr<StatementCache>*>(aux);
+  delete static_cast<std::shared_ptr<CloseListener>*>(aux);
 }
 
 // Eponymous-only (no xCreate): it exists in every schema without CREATE
@@ -111,8 +109,8 @@ const sqlite3_module kModule = {
 
 }  // namespace
 
-int register_close_hook(sqlite3* db, std::shared_ptr<StatementCache> cache) {
-  auto* aux = new (std::nothrow) std::shared_ptr<StatementCache>(std::move(cache));
+int register_close_hook(sqlite3* db, std::shared_ptr<CloseListener> listener) {
+  auto* aux = new (std::nothrow) std::shared_ptr<CloseListener>(std::move(listener));
   if (aux == nullptr) return SQLITE_NOMEM;
   // On failure SQLite calls hook_destroy_aux itself.
   return sqlite3_create_module_v2(db, kModuleName, &kModule, aux, hook_destroy_aux);

@@ -1,5 +1,6 @@
-// The "runs_close_hook" virtual table: finalizes a connection's cached
-// statements when the connection closes.
+// The "runs_close_hook" virtual table: tells a connection's CloseListener
+// when the connection closes, in time to finalize its statements. It knows
+// nothing of what the listener holds.
 #pragma once
 
 #include <memory>
@@ -8,12 +9,22 @@
 
 namespace runs {
 
-class StatementCache;
+// What the close hook serves (the statement cache).
+class CloseListener {
+ public:
+  // The table connected: its disconnect will run at close.
+  virtual void hook_connected() noexcept = 0;
+  // The table disconnected: sqlite3_close() disconnects it before it checks
+  // for unfinalized statements.
+  virtual void hook_disconnected() noexcept = 0;
 
-// Registers the eponymous virtual table "runs_close_hook" (no rows) on `db`.
-// Its xConnect marks `cache` hooked; its xDisconnect, which sqlite3_close()
-// calls before it checks for unfinalized statements, clears `cache`.
-int register_close_hook(sqlite3* db, std::shared_ptr<StatementCache> cache);
+ protected:
+  ~CloseListener() = default;
+};
+
+// Registers the eponymous virtual table "runs_close_hook" (no rows) on `db`,
+// which tells `listener` when it connects and disconnects.
+int register_close_hook(sqlite3* db, std::shared_ptr<CloseListener> listener);
 
 // Connects the table (preparing a statement that names it is enough), so that
 // its xDisconnect will run at close. Throws Error if it cannot.

@@ -13,6 +13,7 @@
 
 #include "build_info.h"
 #include "clock.h"
+#include "enum_table.h"
 #include "version.h"
 
 namespace runs {
@@ -29,6 +30,19 @@ struct Registration {
   const FunctionSpec* spec;
   std::shared_ptr<RunStore> store;
 };
+
+// What the transitions and heartbeat_run() return.
+constexpr auto kTransitionText = enum_table<Transition, const char*>({
+    {Transition::kUpdated, "updated"},
+    {Transition::kNotFound, "not_found"},
+    {Transition::kNotInExpectedState, "not_in_expected_state"},
+    {Transition::kCancelRequested, "cancel_requested"},
+});
+constexpr auto kHeartbeatText = enum_table<Heartbeat, const char*>({
+    {Heartbeat::kOk, "ok"},
+    {Heartbeat::kCancelRequested, "cancel_requested"},
+    {Heartbeat::kLost, "lost"},
+});
 
 const char* type_name(sqlite3_value* value) {
   switch (sqlite3_value_type(value)) {
@@ -143,28 +157,8 @@ class Call {
   void result(const char* static_text) noexcept {
     sqlite3_result_text(ctx_, static_text, -1, SQLITE_STATIC);
   }
-  void result(Transition transition) noexcept {
-    switch (transition) {
-      case Transition::kUpdated:
-        return result("updated");
-      case Transition::kNotFound:
-        return result("not_found");
-      case Transition::kNotInExpectedState:
-        return result("not_in_expected_state");
-      case Transition::kCancelRequested:
-        return result("cancel_requested");
-    }
-  }
-  void result(Heartbeat heartbeat) noexcept {
-    switch (heartbeat) {
-      case Heartbeat::kOk:
-        return result("ok");
-      case Heartbeat::kCancelRequested:
-        return result("cancel_requested");
-      case Heartbeat::kLost:
-        return result("lost");
-    }
-  }
+  void result(Transition transition) noexcept { result(kTransitionText[transition]); }
+  void result(Heartbeat heartbeat) noexcept { result(kHeartbeatText[heartbeat]); }
 
  private:
   sqlite3_context* ctx_;

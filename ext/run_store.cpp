@@ -7,120 +7,144 @@
 #include <vector>
 
 #include "clock.h"
+#include "enum_table.h"
 #include "migrations.h"
+#include "run_sql.h"
 #include "schema_check.h"
 #include "transaction.h"
 
 namespace runs {
 
-// Every statement the functions run, one slot of the cache each (RunStore::Sql
-// names them). Timestamps are UTC ISO-8601 text with milliseconds, so they
-// sort as text. Each active-run lookup spells status IN ('pending', 'running')
-// exactly as the partial index runs_one_active does: only then does the
-// planner use it.
-namespace {
-
-// The SQL fragments that several statements share.
-#define RUNS_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-// A heartbeat moves the lease's end to lease_seconds from now (a run without
-// lease_seconds keeps whatever end it has).
-#define RUNS_LEASE_FROM_NOW                                   \
-  "CASE WHEN lease_seconds IS NULL THEN lease_expires_at"     \
-  " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || lease_seconds || ' seconds') END"
-// The calling process becomes the owner: bind_owner(query, 2).
-#define RUNS_SET_OWNER                                                                    \
-  "owner_host = ?2, owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6," \
-  " owner_time_ns = ?7"
-// What reading a run's lease needs; read_lease() takes these columns in order.
-#define RUNS_LEASE_COLUMNS                                                       \
-  "id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id," \
-  " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at,"                 \
-  " lease_expires_at <= " RUNS_NOW ", owner_time_ns"
-
-constexpr const char* kSqlText[] = {
-    /* kBegin */ "BEGIN IMMEDIATE",
-    /* kCommit */ "COMMIT",
-    /* kRollback */ "ROLLBACK",
-    /* kSavepoint */ "SAVEPOINT runs_call",
-    /* kRelease */ "RELEASE runs_call",
-    /* kRollbackTo */ "ROLLBACK TO runs_call",
-    /* kAddStaleness */ "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3, '$.liveness', ?4)",
-    // In the comparison, the CAST's NUMERIC affinity converts ?1 as a column
-    // would: the whole text or nothing (CAST alone reads a prefix, 'x' as 0).
-    /* kIntegerAffinity */
-    "SELECT CASE WHEN ?1 = CAST(?1 AS NUMERIC) THEN CAST(?1 AS NUMERIC) END",
-    /* kActiveRun */
-    "SELECT id FROM main.runs WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
-    /* kActiveRunLease */
-    "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs"
-    " WHERE concurrency_key = ?1 AND status IN ('pending', 'running')",
-    /* kActiveRunsLease */
-    "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs WHERE status IN ('pending', 'running')",
-    /* kRunLease */ "SELECT " RUNS_LEASE_COLUMNS " FROM main.runs WHERE id = ?1",
-    /* kInsertRun */
-    "INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at, owner_host,"
-    " owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, owner_time_ns, heartbeat_at,"
-    " lease_seconds, lease_expires_at)"
-    " VALUES (?1, 'pending', ?2, ?3, " RUNS_NOW ", ?4, ?5, ?6, ?7, ?8, ?9, " RUNS_NOW ", ?10,"
-    " CASE WHEN ?10 IS NULL THEN NULL"
-    " ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?10 || ' seconds') END)",
-    /* kMarkRunning */
-    "UPDATE main.runs SET status = 'running', started_at = " RUNS_NOW ", " RUNS_SET_OWNER ","
-    " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
-    " WHERE id = ?1 AND status = 'pending'",
-    /* kComplete */
-    "UPDATE main.runs SET status = 'completed', finished_at = " RUNS_NOW
-    " WHERE id = ?1 AND status = 'running'",
-    /* kFail */
-    "UPDATE main.runs SET status = 'failed', finished_at = " RUNS_NOW ", error_message = ?2"
-    " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kCancel */
-    "UPDATE main.runs SET status = 'cancelled', finished_at = " RUNS_NOW
-    " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kCancelRequest */
-    "UPDATE main.runs SET cancel_requested_at = coalesce(cancel_requested_at, " RUNS_NOW ")"
-    " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kProgress */
-    "UPDATE main.runs SET progress_current = ?2, progress_total = ?3, current_step = ?4,"
-    " heartbeat_at = " RUNS_NOW ", lease_expires_at = " RUNS_LEASE_FROM_NOW
-    " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kHeartbeat */
-    "UPDATE main.runs SET " RUNS_SET_OWNER ", heartbeat_at = " RUNS_NOW ","
-    " lease_expires_at = " RUNS_LEASE_FROM_NOW
-    " WHERE id = ?1 AND status IN ('pending', 'running')",
-    /* kCancelRequested */ "SELECT cancel_requested_at IS NOT NULL FROM main.runs WHERE id = ?1",
-    /* kStatus */ "SELECT status FROM main.runs WHERE id = ?1",
-    /* kRunInfo */
-    "SELECT " RUNS_LEASE_COLUMNS ", json_object('id', id, 'scope', scope, 'status', status,"
-    " 'triggered_by', triggered_by, 'concurrency_key', concurrency_key,"
-    " 'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at,"
-    " 'error_message', error_message, 'progress_current', progress_current,"
-    " 'progress_total', progress_total, 'current_step', current_step,"
-    " 'owner', json(CASE WHEN owner_pid IS NULL THEN NULL ELSE json_object('host', owner_host,"
-    " 'boot_id', owner_boot_id, 'pid_namespace', owner_pid_ns, 'pid', owner_pid,"
-    " 'start_time', owner_start_time, 'time_namespace', owner_time_ns) END),"
-    " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
-    " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
-    " FROM main.runs WHERE id = ?1",
-    /* kStartAnswer */
-    "SELECT json_object('started', json(?2), 'id', id, 'scope', scope, 'status', status,"
-    " 'since', coalesce(started_at, created_at)) FROM main.runs WHERE id = ?1",
-    /* kReapOwnerless: julianday() reads the time stamps of older writers too
-       ('2026-01-01 12:00:00', '...+00:00'); one it cannot read is never old. */
-    "UPDATE main.runs SET status = 'failed', finished_at = " RUNS_NOW ","
-    " error_message = 'abandoned: no owner recorded, and ' || status || ' since '"
-    " || coalesce(started_at, created_at) || ', more than ' || ?2 || ' seconds ago'"
-    " WHERE status IN ('pending', 'running') AND owner_pid IS NULL"
-    " AND (?1 IS NULL OR concurrency_key = ?1)"
-    " AND julianday(coalesce(started_at, created_at)) < julianday('now') - ?2 / 86400.0",
+// Every statement the functions run, one slot of the cache each, named by
+// SqlId. The rules they share (run_sql.h) are written once and joined into
+// their texts at compile time.
+enum class SqlId : std::size_t {
+  kBegin,
+  kCommit,
+  kRollback,
+  kSavepoint,
+  kRelease,
+  kRollbackTo,
+  kAddStaleness,
+  kIntegerAffinity,
+  kActiveRun,  // the first statement that needs the runs schema
+  kActiveRunLease,
+  kActiveRunsLease,
+  kRunLease,
+  kInsertRun,
+  kMarkRunning,
+  kComplete,
+  kFail,
+  kCancel,
+  kCancelRequest,
+  kProgress,
+  kHeartbeat,
+  kCancelRequested,
+  kStatus,
+  kRunInfo,
+  kStartAnswer,
+  kReapOwnerless,
+  kCount,
+  kFirstRunSql = kActiveRun,
 };
 
-#undef RUNS_LEASE_COLUMNS
-#undef RUNS_SET_OWNER
-#undef RUNS_LEASE_FROM_NOW
-#undef RUNS_NOW
+namespace {
 
-// A run as read through RUNS_LEASE_COLUMNS.
+using enum SqlId;
+
+// A heartbeat moves the lease's end to lease_seconds from now (a run without
+// lease_seconds keeps whatever end it has).
+constexpr auto kLeaseFromNow = kLeaseEnd<"lease_seconds", "lease_expires_at">;
+// The calling process becomes the owner: bind_owner(query, 2).
+constexpr SqlText kSetOwner =
+    "owner_host = ?2, owner_boot_id = ?3, owner_pid_ns = ?4, owner_pid = ?5, owner_start_time = ?6,"
+    " owner_time_ns = ?7";
+// What reading a run's lease needs; read_lease() takes these columns in order.
+constexpr auto kLeaseColumns = sql_join<
+    "id, scope, status, coalesce(started_at, created_at), owner_host, owner_boot_id,"
+    " owner_pid_ns, owner_pid, owner_start_time, lease_expires_at, ",
+    kLeaseExpired, ", owner_time_ns">;
+constexpr int kLeaseColumnCount = 12;
+
+constexpr auto kSqlText = enum_table<SqlId, std::string_view>({
+    {kBegin, "BEGIN IMMEDIATE"},
+    {kCommit, "COMMIT"},
+    {kRollback, "ROLLBACK"},
+    {kSavepoint, "SAVEPOINT runs_call"},
+    {kRelease, "RELEASE runs_call"},
+    {kRollbackTo, "ROLLBACK TO runs_call"},
+    {kAddStaleness,
+     "SELECT json_set(?1, '$.stale', json(?2), '$.stale_reason', ?3, '$.liveness', ?4)"},
+    // In the comparison, the CAST's NUMERIC affinity converts ?1 as a column
+    // would: the whole text or nothing (CAST alone reads a prefix, 'x' as 0).
+    {kIntegerAffinity, "SELECT CASE WHEN ?1 = CAST(?1 AS NUMERIC) THEN CAST(?1 AS NUMERIC) END"},
+    {kActiveRun,
+     sql<"SELECT id FROM main.runs WHERE concurrency_key = ?1 AND ", kActivePredicate>},
+    {kActiveRunLease,
+     sql<"SELECT ", kLeaseColumns, " FROM main.runs WHERE concurrency_key = ?1 AND ",
+         kActivePredicate>},
+    {kActiveRunsLease, sql<"SELECT ", kLeaseColumns, " FROM main.runs WHERE ", kActivePredicate>},
+    {kRunLease, sql<"SELECT ", kLeaseColumns, " FROM main.runs WHERE id = ?1">},
+    {kInsertRun,
+     sql<"INSERT INTO main.runs (scope, status, triggered_by, concurrency_key, created_at,"
+         " owner_host, owner_boot_id, owner_pid_ns, owner_pid, owner_start_time, owner_time_ns,"
+         " heartbeat_at, lease_seconds, lease_expires_at)"
+         " VALUES (?1, '", kPending, "', ?2, ?3, ", kNow, ", ?4, ?5, ?6, ?7, ?8, ?9, ", kNow,
+         ", ?10, ", kLeaseEnd<"?10", "NULL">, ")">},
+    {kMarkRunning,
+     sql<"UPDATE main.runs SET status = '", kRunning, "', started_at = ", kNow, ", ", kSetOwner,
+         ", heartbeat_at = ", kNow, ", lease_expires_at = ", kLeaseFromNow,
+         " WHERE id = ?1 AND status = '", kPending, "'">},
+    {kComplete,
+     sql<"UPDATE main.runs SET status = 'completed', finished_at = ", kNow,
+         " WHERE id = ?1 AND status = '", kRunning, "'">},
+    {kFail,
+     sql<"UPDATE main.runs SET status = 'failed', finished_at = ", kNow, ", error_message = ?2"
+         " WHERE id = ?1 AND ", kActivePredicate>},
+    {kCancel,
+     sql<"UPDATE main.runs SET status = 'cancelled', finished_at = ", kNow,
+         " WHERE id = ?1 AND ", kActivePredicate>},
+    {kCancelRequest,
+     sql<"UPDATE main.runs SET cancel_requested_at = coalesce(cancel_requested_at, ", kNow, ")"
+         " WHERE id = ?1 AND ", kActivePredicate>},
+    {kProgress,
+     sql<"UPDATE main.runs SET progress_current = ?2, progress_total = ?3, current_step = ?4,"
+         " heartbeat_at = ", kNow, ", lease_expires_at = ", kLeaseFromNow,
+         " WHERE id = ?1 AND ", kActivePredicate>},
+    {kHeartbeat,
+     sql<"UPDATE main.runs SET ", kSetOwner, ", heartbeat_at = ", kNow,
+         ", lease_expires_at = ", kLeaseFromNow, " WHERE id = ?1 AND ", kActivePredicate>},
+    {kCancelRequested, "SELECT cancel_requested_at IS NOT NULL FROM main.runs WHERE id = ?1"},
+    {kStatus, "SELECT status FROM main.runs WHERE id = ?1"},
+    {kRunInfo,
+     sql<"SELECT ", kLeaseColumns, ", json_object('id', id, 'scope', scope, 'status', status,"
+         " 'triggered_by', triggered_by, 'concurrency_key', concurrency_key,"
+         " 'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at,"
+         " 'error_message', error_message, 'progress_current', progress_current,"
+         " 'progress_total', progress_total, 'current_step', current_step,"
+         " 'owner', json(CASE WHEN owner_pid IS NULL THEN NULL ELSE json_object('host', owner_host,"
+         " 'boot_id', owner_boot_id, 'pid_namespace', owner_pid_ns, 'pid', owner_pid,"
+         " 'start_time', owner_start_time, 'time_namespace', owner_time_ns) END),"
+         " 'heartbeat_at', heartbeat_at, 'lease_seconds', lease_seconds,"
+         " 'lease_expires_at', lease_expires_at, 'cancel_requested_at', cancel_requested_at)"
+         " FROM main.runs WHERE id = ?1">},
+    {kStartAnswer,
+     "SELECT json_object('started', json(?2), 'id', id, 'scope', scope, 'status', status,"
+     " 'since', coalesce(started_at, created_at)) FROM main.runs WHERE id = ?1"},
+    // julianday() reads the time stamps of older writers too
+    // ('2026-01-01 12:00:00', '...+00:00'); one it cannot read is never old.
+    {kReapOwnerless,
+     sql<"UPDATE main.runs SET status = 'failed', finished_at = ", kNow,
+         ", error_message = 'abandoned: no owner recorded, and ' || status || ' since '"
+         " || coalesce(started_at, created_at) || ', more than ' || ?2 || ' seconds ago'"
+         " WHERE ", kActivePredicate, " AND owner_pid IS NULL"
+         " AND (?1 IS NULL OR concurrency_key = ?1)"
+         " AND julianday(coalesce(started_at, created_at)) < julianday('now') - ?2 / 86400.0">},
+});
+static_assert(kSqlText.size() <= StatementCache::kCapacity,
+              "more statements than the statement cache has slots");
+
+// A run as read through kLeaseColumns.
 struct RunLease {
   sqlite3_int64 id;
   std::string scope;
@@ -128,7 +152,6 @@ struct RunLease {
   std::string since;
   Lease lease;
 };
-constexpr int kLeaseColumns = 12;
 
 RunLease read_lease(const Query& row) {
   RunLease run{row.int64(0), row.text(1), row.text(2), row.text(3), {}};
@@ -148,7 +171,9 @@ RunLease read_lease(const Query& row) {
   return run;
 }
 
-bool is_active(const std::string& status) { return status == "pending" || status == "running"; }
+bool is_active(std::string_view status) {
+  return status == kPending.view() || status == kRunning.view();
+}
 
 // mark_running(), update_progress() and heartbeat() move run `id`'s lease end
 // to lease_seconds from now: refused when that end, or now, is past the last
@@ -180,9 +205,7 @@ std::string quoted(std::string_view text) {
 
 }  // namespace
 
-Statement& RunStore::statement(Sql sql) {
-  static_assert(std::size(kSqlText) == kSqlCount);
-  static_assert(kSqlCount <= StatementCache::kCapacity);
+Statement& RunStore::statement(SqlId sql) {
   if (sql >= kFirstRunSql && !schema_verified_) {
     // Once per connection, before the first statement that touches runs: a
     // database that was never migrated, or only in part, gets told how to fix
@@ -200,7 +223,7 @@ Statement& RunStore::statement(Sql sql) {
     }
     schema_verified_ = true;
   }
-  return statements_.get(sql, kSqlText[sql]);
+  return statements_.get(static_cast<std::size_t>(sql), kSqlText[sql]);
 }
 
 int RunStore::schema_version() {
@@ -248,21 +271,12 @@ void RunStore::bind_owner(Query& query, int first) {
   const Owner& owner = self();
   // An unreadable identity is recorded as NULL: never as '' or 0, which a
   // later reader could compare as if they were known.
-  if (owner.host) {
-    query.bind(first, std::string_view(*owner.host));
-  } else {
-    query.bind_null(first);
-  }
-  query.bind(first + 3, owner.pid);
+  query.bind(first, owner.host).bind(first + 3, owner.pid);
   if (const auto& identity = owner.identity) {
     query.bind(first + 1, std::string_view(identity->boot_id))
         .bind(first + 2, identity->pid_namespace)
-        .bind(first + 4, identity->start_time);
-    if (identity->time_namespace) {
-      query.bind(first + 5, *identity->time_namespace);
-    } else {
-      query.bind_null(first + 5);
-    }
+        .bind(first + 4, identity->start_time)
+        .bind(first + 5, identity->time_namespace);
   } else {
     query.bind_null(first + 1).bind_null(first + 2).bind_null(first + 4).bind_null(first + 5);
   }
@@ -282,22 +296,19 @@ std::string RunStore::try_start_run(const StartRequest& request) {
 }
 
 RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_active) {
-  WriteTransaction::require_allowed(db_);
-  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
+  WriteTransaction transaction(db_, Join::kHoldingWriteLock);
   if (request.lease_seconds) {
     require_representable_lease_end(db_, *request.lease_seconds);
   } else {
     require_representable_now(db_);
   }
-  // Every statement is prepared, and the schema checked, before BEGIN: inside
-  // the transaction, a failed allocation in sqlite3_prepare() (a heap limit)
-  // makes SQLite refuse every statement, ROLLBACK included, until the
-  // caller's statement ends, and the connection would stay in the transaction.
+  // Every statement is prepared, and the schema checked, before BEGIN (see
+  // WriteTransaction).
   Statement& find_active = statement(kActiveRunLease);
   Statement& fail = statement(kFail);
   Statement& insert = statement(kInsertRun);
   Statement* answer = refuse_when_active ? nullptr : &statement(kStartAnswer);
-  WriteTransaction transaction(db_, write_statements());
+  transaction.begin(write_statements());
   std::optional<std::pair<sqlite3_int64, std::string>> abandoned;
   std::optional<sqlite3_int64> holder;
   {
@@ -328,12 +339,7 @@ RunStore::Holder RunStore::start(const StartRequest& request, bool refuse_when_a
     Query query(insert);
     query.bind(1, request.scope).bind(2, request.triggered_by).bind(3, request.key);
     bind_owner(query, 4);
-    if (request.lease_seconds) {
-      query.bind(10, *request.lease_seconds);
-    } else {
-      query.bind_null(10);
-    }
-    query.run();
+    query.bind(10, request.lease_seconds).run();
   }
   Holder result{holder.value_or(sqlite3_last_insert_rowid(db_)), !holder, {}};
   if (answer != nullptr) {
@@ -359,13 +365,17 @@ Transition RunStore::outcome(sqlite3_int64 id) {
   return status(id) ? Transition::kNotInExpectedState : Transition::kNotFound;
 }
 
-Transition RunStore::mark_running(sqlite3_int64 id) {
+void RunStore::run_owning(SqlId sql, sqlite3_int64 id) {
   Transaction::require_no_writing_statement(db_);
-  Query update(statement(kMarkRunning));
+  Query update(statement(sql));
   require_renewable_lease(db_, id);
   update.bind(1, id);
   bind_owner(update, 2);
   update.run();
+}
+
+Transition RunStore::mark_running(sqlite3_int64 id) {
+  run_owning(kMarkRunning, id);
   return outcome(id);
 }
 
@@ -379,32 +389,22 @@ Transition RunStore::complete(sqlite3_int64 id) {
 
 Transition RunStore::fail(sqlite3_int64 id, std::optional<std::string_view> message) {
   Transaction::require_no_writing_statement(db_);
-  Query update(statement(kFail));
+  Statement& fail = statement(kFail);
   require_representable_now(db_);
-  update.bind(1, id);
-  if (message) {
-    update.bind(2, *message);
-  } else {
-    update.bind_null(2);
-  }
-  update.run();
+  Query(fail).bind(1, id).bind(2, message).run();
   return outcome(id);
 }
 
 Transition RunStore::cancel(sqlite3_int64 id) {
   // Reading the owner and acting on it must be one transaction: the
   // caller's, if one is open, else one of our own.
-  Transaction::require_no_writing_statement(db_);
+  WriteTransaction transaction(db_, Join::kAsIs);
   // Prepared before BEGIN, as in start_run().
   Statement& read = statement(kRunLease);
   Statement& cancel_now = statement(kCancel);
   Statement& request = statement(kCancelRequest);
   require_representable_now(db_);
-  std::optional<Transaction> transaction;
-  if (sqlite3_get_autocommit(db_) && sqlite3_txn_state(db_, nullptr) == SQLITE_TXN_NONE) {
-    if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
-    transaction.emplace(db_, statement(kBegin), statement(kCommit), statement(kRollback));
-  }
+  transaction.begin(write_statements());
   std::optional<RunLease> run;
   {
     Query query(read);
@@ -416,45 +416,34 @@ Transition RunStore::cancel(sqlite3_int64 id) {
     result = Transition::kNotInExpectedState;
   } else if (run) {
     // At once unless the owner is another process that may still be working.
-    const bool at_once = run->status == "pending" || !run->lease.owner ||
+    const bool at_once = run->status == kPending.view() || !run->lease.owner ||
                          same_process(*run->lease.owner, self()) ||
                          abandoned_reason(run->lease, self(), liveness_);
     Query(at_once ? cancel_now : request).bind(1, id).run();
     result = at_once ? Transition::kUpdated : Transition::kCancelRequested;
   }
-  if (transaction) transaction->commit();
+  transaction.commit();
   return result;
 }
 
 Transition RunStore::update_progress(sqlite3_int64 id, const Progress& progress) {
   Transaction::require_no_writing_statement(db_);
-  Query update(statement(kProgress));
+  Statement& progress_update = statement(kProgress);
   require_renewable_lease(db_, id);
-  update.bind(1, id).bind(2, progress.current);
-  if (progress.total) {
-    update.bind(3, *progress.total);
-  } else {
-    update.bind_null(3);
-  }
-  if (progress.step) {
-    update.bind(4, *progress.step);
-  } else {
-    update.bind_null(4);
-  }
-  update.run();
+  Query(progress_update)
+      .bind(1, id)
+      .bind(2, progress.current)
+      .bind(3, progress.total)
+      .bind(4, progress.step)
+      .run();
   return outcome(id);
 }
 
 Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
-  Transaction::require_no_writing_statement(db_);
   // The caller becomes the owner (a hand-over when it is another process,
   // e.g. a child the owner forked): 'ok' then means that the run is safe
   // until its lease ends, because whoever judges it judges the caller.
-  Query heartbeat(statement(kHeartbeat));
-  require_renewable_lease(db_, id);
-  heartbeat.bind(1, id);
-  bind_owner(heartbeat, 2);
-  heartbeat.run();
+  run_owning(kHeartbeat, id);
   if (sqlite3_changes(db_) == 0) return Heartbeat::kLost;
   // Read after the write, so a request recorded before it is seen now.
   Query requested(statement(kCancelRequested));
@@ -465,7 +454,7 @@ Heartbeat RunStore::heartbeat(sqlite3_int64 id) {
 
 sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
                                         std::optional<sqlite3_int64> ownerless_after_seconds) {
-  Transaction::require_standalone(db_);
+  WriteTransaction transaction(db_, Join::kNever);
   // Refused where it could not write, even when it would find nothing.
   require_writable(db_);
   // Prepared before BEGIN, as in start_run().
@@ -491,7 +480,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
   // Phase 2, under the write lock: each candidate again, as it is now (it
   // may have ended, been heartbeated or handed over meanwhile); then the
   // ownerless runs past their age, which need no process table.
-  Transaction transaction(db_, statement(kBegin), statement(kCommit), statement(kRollback));
+  transaction.begin(write_statements());
   sqlite3_int64 failed = 0;
   for (const sqlite3_int64 id : candidates) {
     std::optional<std::string> reason;
@@ -509,13 +498,7 @@ sqlite3_int64 RunStore::reap_stale_runs(std::optional<std::string_view> key,
   }
   sqlite3_int64 reaped = failed;
   if (ownerless_after_seconds) {
-    Query ownerless(fail_ownerless);
-    if (key) {
-      ownerless.bind(1, *key);
-    } else {
-      ownerless.bind_null(1);
-    }
-    ownerless.bind(2, *ownerless_after_seconds).run();
+    Query(fail_ownerless).bind(1, key).bind(2, *ownerless_after_seconds).run();
     reaped += sqlite3_changes(db_);
   }
   transaction.commit();
@@ -627,11 +610,11 @@ std::string RunStore::check() {
                          (query.is_null(0) ? std::string("NULL") : quoted(query.text(0))) +
                          ": a run is pending, running, completed, failed or cancelled");
     }
-    Statement duplicates(db_,
-                         "SELECT concurrency_key, count(*), group_concat(id, ', ') FROM"
-                         " (SELECT concurrency_key, id FROM main.runs"
-                         "   WHERE status IN ('pending', 'running') ORDER BY id)"
-                         " GROUP BY concurrency_key HAVING count(*) > 1 ORDER BY concurrency_key");
+    Statement duplicates(db_, sql<"SELECT concurrency_key, count(*), group_concat(id, ', ') FROM"
+                                  " (SELECT concurrency_key, id FROM main.runs"
+                                  "   WHERE ", kActivePredicate, " ORDER BY id)"
+                                  " GROUP BY concurrency_key HAVING count(*) > 1"
+                                  " ORDER BY concurrency_key">);
     for (Query query(duplicates); query.step();) {
       problems.push_back("concurrency_key " + quoted(query.text(0)) + " has " +
                          std::to_string(query.int64(1)) + " active runs (" + query.text(2) +
@@ -662,21 +645,16 @@ std::optional<std::string> RunStore::info(sqlite3_int64 id) {
     query.bind(1, id);
     if (!query.step()) return std::nullopt;
     const RunLease run = read_lease(query);
-    object = query.text(kLeaseColumns);
+    object = query.text(kLeaseColumnCount);
     if (is_active(run.status)) judgement = judge(run.lease, self(), liveness_);
   }
   const bool stale = judgement && judgement->abandoned;
   Query query(statement(kAddStaleness));
   query.bind(1, object).bind(2, std::string_view(stale ? "true" : "false"));
-  if (stale) {
-    query.bind(3, *judgement->abandoned);
-  } else {
-    query.bind_null(3);
-  }
   if (judgement) {
-    query.bind(4, judgement->basis);
+    query.bind(3, judgement->abandoned).bind(4, judgement->basis);
   } else {
-    query.bind_null(4);
+    query.bind_null(3).bind_null(4);
   }
   query.step();
   return query.text(0);
@@ -703,19 +681,15 @@ static std::unique_ptr<Statement> bookkeeping_write_lock(sqlite3* db) {
 }
 
 int RunStore::migrate() {
-  // Unlike the other functions, it joins a caller's transaction that does not
-  // hold the write lock yet (a migration tool's deferred BEGIN): it takes it.
-  const bool joined = !sqlite3_get_autocommit(db_);
-  if (joined) {
-    Transaction::require_no_writing_statement(db_);
-  } else {
-    Transaction::require_standalone(db_);
-  }
-  if (sqlite3_db_readonly(db_, "main") == 1) throw read_only_error(db_, SQLITE_READONLY);
   int latest = 0;
   {
-    const std::unique_ptr<Statement> write_lock = joined ? bookkeeping_write_lock(db_) : nullptr;
-    WriteTransaction transaction(db_, write_statements(), write_lock.get());
+    // Unlike the other functions, it joins a caller's transaction that does
+    // not hold the write lock yet (a migration tool's deferred BEGIN): it
+    // takes it.
+    WriteTransaction transaction(db_, Join::kTakingWriteLock);
+    const std::unique_ptr<Statement> write_lock =
+        transaction.joins_callers() ? bookkeeping_write_lock(db_) : nullptr;
+    transaction.begin(write_statements(), write_lock.get());
     const int current = schema_version();
     latest = migrations().back().version;
     if (current > latest) {

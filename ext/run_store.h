@@ -19,6 +19,7 @@ enum class Transition {
   kNotFound,            // no run has this id
   kNotInExpectedState,  // the run exists in another state (e.g. a lost race)
   kCancelRequested,     // cancel_run(): the owner, alive elsewhere, is asked to stop
+  kCount,               // how many there are (functions.cpp's enum_table())
 };
 
 // What heartbeat_run() found.
@@ -26,6 +27,7 @@ enum class Heartbeat {
   kOk,               // the run is active; its lease is extended
   kCancelRequested,  // the same, and someone asked the run to stop
   kLost,             // the run is not active (finished, reclaimed, unknown)
+  kCount,            // how many there are (functions.cpp's enum_table())
 };
 
 struct Progress {
@@ -41,6 +43,10 @@ struct StartRequest {
   std::string_view key;
   std::optional<sqlite3_int64> lease_seconds;
 };
+
+// The statements of run_store.cpp, by slot in the statement cache (defined
+// there, next to their texts).
+enum class SqlId : std::size_t;
 
 // One per connection, shared by every function registration of that
 // connection. Arguments arrive checked; every method throws Error on failure
@@ -116,37 +122,7 @@ class RunStore {
   }
 
  private:
-  // The statements of run_store.cpp, by slot in the statement cache.
-  enum Sql : std::size_t {
-    kBegin,
-    kCommit,
-    kRollback,
-    kSavepoint,
-    kRelease,
-    kRollbackTo,
-    kAddStaleness,
-    kIntegerAffinity,
-    kActiveRun,  // the first statement that needs the runs schema
-    kActiveRunLease,
-    kActiveRunsLease,
-    kRunLease,
-    kInsertRun,
-    kMarkRunning,
-    kComplete,
-    kFail,
-    kCancel,
-    kCancelRequest,
-    kProgress,
-    kHeartbeat,
-    kCancelRequested,
-    kStatus,
-    kRunInfo,
-    kStartAnswer,
-    kReapOwnerless,
-    kSqlCount,
-    kFirstRunSql = kActiveRun,
-  };
-  Statement& statement(Sql sql);
+  Statement& statement(SqlId sql);
   // What the guarded UPDATE just run on run `id` did.
   Transition outcome(sqlite3_int64 id);
   // The statements of a WriteTransaction.
@@ -165,8 +141,12 @@ class RunStore {
   // The owner of what this connection starts: the calling process, read once
   // per connection (again after a fork), or the process name_owner() named.
   const Owner& self();
-  // Binds the calling process to parameters first..first+4.
+  // Binds the calling process to parameters first..first+5.
   void bind_owner(Query& query, int first);
+  // Runs `sql` (kMarkRunning, kHeartbeat) on run `id`, binding the calling
+  // process as its owner (parameters 2..7); not inside a statement that
+  // writes.
+  void run_owning(SqlId sql, sqlite3_int64 id);
   // Runs migration SQL (a whole file, or a repair); `what` names it in the
   // error.
   void exec_migration_sql(const char* sql, const std::string& what);

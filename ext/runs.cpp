@@ -63,10 +63,12 @@
 **
 ** The code, top down: this file (entry point and registration),
 ** functions.cpp (argument checks and results), run_store.cpp (every SQL
-** statement), liveness.cpp (who owns a run, and whether it still lives),
+** statement; run_sql.h the rules they share, put together at compile time
+** by sql_text.h), liveness.cpp (who owns a run, and whether it still lives),
 ** schema_check.cpp (the schema compared with what sql/ creates),
 ** statement.h / transaction.h / statement_cache.h (RAII over the C API),
-** close_hook.cpp (frees the cached statements at sqlite3_close()),
+** close_hook.cpp (tells the statement cache when sqlite3_close() runs),
+** enum_table.h (tables indexed by an enum, checked at compile time),
 ** busy_handler.cpp (the busy handler of runs_busy_timeout()).
 */
 #include <memory>
@@ -108,7 +110,7 @@ int register_all(sqlite3* db, char** error_message) {
   }
   if (rc == SQLITE_OK) {
     rc = runs::register_close_hook(
-        db, std::shared_ptr<runs::StatementCache>(store, &store->statements()));
+        db, std::shared_ptr<runs::CloseListener>(store, &store->statements()));
   }
   if (rc != SQLITE_OK) return set_load_error(error_message, sqlite3_errmsg(db), rc);
   return SQLITE_OK;

@@ -45,6 +45,11 @@ class Query {
   Query& bind_null(int index);
   // Binds a copy of `value`.
   Query& bind(int index, sqlite3_value* value);
+  // Binds what `value` holds, as above, or NULL when it holds nothing.
+  template <class T>
+  Query& bind(int index, const std::optional<T>& value) {
+    return value ? bind(index, *value) : bind_null(index);
+  }
 
   // True while a row is available; false once the statement is done.
   bool step();

@@ -1,6 +1,5 @@
 #include "statement_cache.h"
 
-#include "close_hook.h"
 #include "error.h"
 
 namespace runs {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string_view>
 
+#include "close_hook.h"
 #include "statement.h"
 
 namespace runs {
@@ -16,9 +17,9 @@ namespace runs {
 // fails with SQLITE_BUSY and sqlite3_close_v2() leaves a zombie connection).
 // Function destructors run too late for that; the disconnect of a virtual
 // table runs in time, so the cache attaches the "runs_close_hook" table (see
-// close_hook.h) before it holds its first statement, and that table's
-// xDisconnect calls clear().
-class StatementCache {
+// close_hook.h) before it holds its first statement, and listens to it: the
+// table's xDisconnect clears the cache.
+class StatementCache final : public CloseListener {
  public:
   static constexpr std::size_t kCapacity = 32;
 
@@ -31,8 +32,12 @@ class StatementCache {
   // Finalizes every statement; later get() calls prepare them again.
   void clear() noexcept;
 
-  // Called by the close hook's xConnect and xDisconnect.
-  void set_hooked(bool hooked) noexcept { hooked_ = hooked; }
+  // The close hook's xConnect and xDisconnect.
+  void hook_connected() noexcept override { hooked_ = true; }
+  void hook_disconnected() noexcept override {
+    clear();
+    hooked_ = false;
+  }
 
  private:
   sqlite3* db_;

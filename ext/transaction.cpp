@@ -69,13 +69,41 @@ void WriteTransaction::require_allowed(sqlite3* db) {
   Transaction::require_no_writing_statement(db);
 }
 
-WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql, Statement* write_lock)
-    : db_(db) {
-  if (sqlite3_get_autocommit(db)) {
-    own_.emplace(db, sql.begin, sql.commit, sql.rollback);
+WriteTransaction::WriteTransaction(sqlite3* db, Join join) : db_(db) {
+  const bool autocommit = sqlite3_get_autocommit(db);
+  switch (join) {
+    case Join::kNever:
+      Transaction::require_standalone(db);
+      break;
+    case Join::kHoldingWriteLock:
+      require_allowed(db);
+      mode_ = autocommit ? Mode::kOwn : Mode::kSavepoint;
+      break;
+    case Join::kTakingWriteLock:
+      if (autocommit) {
+        Transaction::require_standalone(db);
+      } else {
+        Transaction::require_no_writing_statement(db);
+        mode_ = Mode::kSavepoint;
+      }
+      break;
+    case Join::kAsIs:
+      Transaction::require_no_writing_statement(db);
+      if (!autocommit || sqlite3_txn_state(db, nullptr) != SQLITE_TXN_NONE) mode_ = Mode::kCallers;
+      break;
+  }
+  if (mode_ != Mode::kCallers && sqlite3_db_readonly(db, "main") == 1) {
+    throw read_only_error(db, SQLITE_READONLY);
+  }
+}
+
+void WriteTransaction::begin(const Statements& sql, Statement* write_lock) {
+  if (mode_ == Mode::kOwn) {
+    own_.emplace(db_, sql.begin, sql.commit, sql.rollback);
     return;
   }
-  const int state = sqlite3_txn_state(db, "main");
+  if (mode_ == Mode::kCallers) return;
+  const int state = sqlite3_txn_state(db_, "main");
   if (state != SQLITE_TXN_WRITE && write_lock != nullptr) {
     try {
       Query(*write_lock).run();
@@ -92,13 +120,13 @@ WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql, Statement
       }
       throw;
     }
-    if (sqlite3_txn_state(db, "main") != SQLITE_TXN_WRITE) {
+    if (sqlite3_txn_state(db_, "main") != SQLITE_TXN_WRITE) {
       throw Error(SQLITE_BUSY,
                   "could not take the write lock inside the caller's transaction: roll back "
                   "and retry, or begin the transaction with BEGIN IMMEDIATE");
     }
   }
-  callers_rowid_ = sqlite3_last_insert_rowid(db);
+  callers_rowid_ = sqlite3_last_insert_rowid(db_);
   release_ = &sql.release;
   rollback_to_ = &sql.rollback_to;
   Query(sql.savepoint).run();
@@ -106,8 +134,8 @@ WriteTransaction::WriteTransaction(sqlite3* db, const Statements& sql, Statement
 }
 
 WriteTransaction::~WriteTransaction() {
-  if (own_) return;  // Transaction's destructor does the rest
-  sqlite3_set_last_insert_rowid(db_, callers_rowid_);
+  // Own: Transaction's destructor does the rest.
+  if (callers_rowid_) sqlite3_set_last_insert_rowid(db_, *callers_rowid_);
   // A statement that failed with ROLLBACK semantics (SQLITE_FULL, an I/O
   // error) may have ended the caller's transaction, and the savepoint with it.
   if (!joined_ || sqlite3_get_autocommit(db_)) return;
@@ -124,6 +152,7 @@ void WriteTransaction::commit() {
     own_->commit();
     return;
   }
+  if (!joined_) return;  // the caller's transaction, as it is
   Query(*release_).run();
   joined_ = false;
 }
