@@ -2,6 +2,7 @@
 
 #include <new>
 
+#include "error.h"
 #include "statement.h"
 
 namespace runs {
@@ -117,7 +118,16 @@ int register_close_hook(sqlite3* db, std::shared_ptr<CloseListener> listener) {
 }
 
 void attach_close_hook(sqlite3* db) {
-  Statement probe(db, "SELECT unused FROM runs_close_hook");
+  try {
+    Statement probe(db, "SELECT unused FROM runs_close_hook");
+  } catch (const Error& error) {
+    // The module is eponymous and its table always has the column `unused`:
+    // a plain SQLITE_ERROR here means the name resolves to a table or view of
+    // the schema instead (one without that column). The listener then stays
+    // unhooked and the caller says so; anything else (no memory, an
+    // authorizer's refusal, a corrupt schema) is reported as it is.
+    if ((error.code() & 0xff) != SQLITE_ERROR) throw;
+  }
 }
 
 }  // namespace runs
